@@ -1,0 +1,156 @@
+//! Request context: typed request extensions that layers pass down the stack.
+//!
+//! Each is a small newtype so that `req.extensions().get::<ClientAddr>()` says
+//! what it reads. Who sets what:
+//!
+//! | extension | set by | read by |
+//! |---|---|---|
+//! | [`ClientAddr`] | the server accepting the connection | source-IP hashing, access logs |
+//! | [`PeerIdentity`] | the mTLS acceptor | authorization, `x-forwarded-client-cert` |
+//! | [`RouteName`] | the router | metrics, access logs |
+//! | [`Attempt`] | the retry layer | the balancer, `x-envoy-attempt-count` |
+//! | [`TriedEndpoints`] | the retry layer | the balancer (prefer an untried endpoint) |
+//! | [`ChosenEndpoint`] | the balancer (request and response) | endpoint clients, access logs, retry |
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+/// The address of the client that opened the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The authenticated identity of the peer (a SPIFFE ID such as
+/// `spiffe://cluster.local/ns/default/sa/web`), set after an mTLS handshake.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PeerIdentity(pub Arc<str>);
+
+impl PeerIdentity {
+    /// The identity as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PeerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+/// The name of the route that matched the request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RouteName(pub Arc<str>);
+
+impl fmt::Display for RouteName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+/// Which attempt this request is: 1 for the first try, 2 for the first
+/// retry, and so on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Attempt(pub NonZeroU32);
+
+impl Attempt {
+    /// The first attempt.
+    pub const FIRST: Attempt = Attempt(NonZeroU32::MIN);
+
+    /// The attempt number, from 1.
+    pub fn get(self) -> u32 {
+        self.0.get()
+    }
+
+    /// The attempt after this one.
+    #[must_use]
+    pub fn next(self) -> Attempt {
+        Attempt(self.0.saturating_add(1))
+    }
+
+    /// Whether this is a retry (any attempt after the first).
+    pub fn is_retry(self) -> bool {
+        self.0.get() > 1
+    }
+}
+
+impl Default for Attempt {
+    fn default() -> Self {
+        Attempt::FIRST
+    }
+}
+
+/// Endpoints earlier attempts of this request went to; a balancer prefers
+/// others (Envoy's `previous_hosts` retry predicate).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TriedEndpoints(Vec<SocketAddr>);
+
+impl TriedEndpoints {
+    /// Records an endpoint as tried.
+    pub fn push(&mut self, addr: SocketAddr) {
+        if !self.0.contains(&addr) {
+            self.0.push(addr);
+        }
+    }
+
+    /// Whether `addr` was tried.
+    pub fn contains(&self, addr: &SocketAddr) -> bool {
+        self.0.contains(addr)
+    }
+
+    /// The tried endpoints, in order.
+    pub fn as_slice(&self) -> &[SocketAddr] {
+        &self.0
+    }
+
+    /// Whether nothing was tried yet.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The endpoint the balancer chose for this request. Put in the request for the
+/// endpoint's client and in the response for the layers above.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChosenEndpoint(pub SocketAddr);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_count_from_one() {
+        let a = Attempt::default();
+        assert_eq!(a.get(), 1);
+        assert!(!a.is_retry());
+        assert_eq!(a.next().get(), 2);
+        assert!(a.next().is_retry());
+    }
+
+    #[test]
+    fn tried_endpoints_are_a_set_in_order() {
+        let mut t = TriedEndpoints::default();
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        t.push(a);
+        t.push(b);
+        t.push(a);
+        assert_eq!(t.as_slice(), &[a, b]);
+        assert!(t.contains(&b));
+    }
+
+    #[test]
+    fn extensions_are_typed() {
+        let mut req = http::Request::new(());
+        req.extensions_mut()
+            .insert(ClientAddr("10.0.0.1:5000".parse().unwrap()));
+        req.extensions_mut()
+            .insert(PeerIdentity("spiffe://cluster.local/ns/a/sa/b".into()));
+        assert_eq!(req.extensions().get::<ClientAddr>().unwrap().0.port(), 5000);
+        assert_eq!(
+            req.extensions().get::<PeerIdentity>().unwrap().to_string(),
+            "spiffe://cluster.local/ns/a/sa/b"
+        );
+    }
+}

@@ -13,7 +13,9 @@
 //! - [`body::ReplayBody`]: a request body that can be sent again (retries,
 //!   mirrors), with a bounded copy.
 //! - [`context`]: typed request extensions (client address, peer identity,
-//!   route name, attempt, chosen endpoint).
+//!   route name, attempt, tried and chosen endpoints).
+//! - [`limit::SharedLimit`]: a counter with a maximum shared across layers
+//!   (Envoy's circuit-breaker thresholds; retries in flight).
 //!
 //! # Example
 //!
@@ -42,6 +44,7 @@ pub mod discover;
 mod endpoint;
 mod error;
 mod flags;
+pub mod limit;
 
 pub use self::endpoint::{Endpoint, LabelSelector, Labels, Locality};
 pub use self::error::{BoxError, MeshError, OVERLOADED_HEADER, Overload};

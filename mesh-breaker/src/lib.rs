@@ -1,5 +1,31 @@
-//! Outlier ejection and circuit breaking for the mesh, with Envoy's semantics:
-//! per-endpoint outlier detection driven by [`mesh_core::classify`], and
-//! connection-pool limits that refuse overflow with 503 `UO`.
+//! Outlier ejection and circuit breaking for the mesh, with Envoy's semantics.
 //!
-//! Not built yet: this crate holds its place in the workspace.
+//! - [`outlier`]: per-endpoint outlier detection (consecutive 5xx, gateway
+//!   errors, local-origin failures, success rate, failure percentage) driven by
+//!   [`mesh_core::classify`]; an ejected endpoint is simply not ready to the
+//!   balancer; `max_ejection_percent`, `always_eject_one_host` and the panic
+//!   threshold are enforced per cluster.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use http::{Request, Response};
+//! use mesh_breaker::outlier::{OutlierDetection, OutlierDetector};
+//! use mesh_core::BoxError;
+//! use tower::ServiceExt;
+//!
+//! let detector = OutlierDetector::new(OutlierDetection::default());
+//! let endpoint = tower::service_fn(|_: Request<()>| async {
+//!     Ok::<_, BoxError>(Response::new(()))
+//! });
+//! let gate = detector.gate("127.0.0.1:9080".parse().unwrap(), endpoint);
+//! let res = gate.oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(res.status(), 200);
+//! assert_eq!(detector.stats().hosts, 0, "the gate is gone, so is the endpoint");
+//! # }
+//! ```
+
+pub mod body;
+pub mod breaker;
+pub mod outlier;

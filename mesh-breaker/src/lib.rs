@@ -29,3 +29,4 @@
 pub mod body;
 pub mod breaker;
 pub mod outlier;
+pub mod pool;

@@ -21,7 +21,7 @@ use crate::hash_key::{HashKey, KeyHash};
 use crate::pick::{PickInput, Picker};
 use crate::ready_set::ReadySet;
 use crate::rng::FastRng;
-use crate::stats::{Epoch, EndpointStats};
+use crate::stats::{EndpointStats, Epoch};
 
 /// A load balancer: a tower `Service` over the endpoint services a discovery
 /// source yields.
@@ -109,7 +109,9 @@ where
 
     /// The requests in flight to the endpoint at `addr`, if it is known.
     pub fn in_flight(&self, addr: &SocketAddr) -> Option<u32> {
-        self.set.index_of(addr).map(|i| self.set.slot(i).stats.active())
+        self.set
+            .index_of(addr)
+            .map(|i| self.set.slot(i).stats.active())
     }
 
     /// Applies every change the source has ready; returns whether membership
@@ -171,14 +173,21 @@ where
             None => None,
             Some(key) => match key.hash(&req, &mut self.rng) {
                 KeyHash::Hash(h) => Some(h),
-                KeyHash::Generated { hash, set_cookie: c } => {
+                KeyHash::Generated {
+                    hash,
+                    set_cookie: c,
+                } => {
                     set_cookie = Some(c);
                     Some(hash)
                 }
                 KeyHash::None => None,
             },
         };
-        let now_ns = if self.picker.needs_rtt() { self.epoch.now_ns() } else { 0 };
+        let now_ns = if self.picker.needs_rtt() {
+            self.epoch.now_ns()
+        } else {
+            0
+        };
         let picked = {
             let input = PickInput {
                 hash,
@@ -313,9 +322,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Failed { error } => Poll::Ready(Err(error
-                .take()
-                .map_or_else(|| "balancer future polled after completion".into(), Into::into))),
+            KindProj::Failed { error } => Poll::Ready(Err(error.take().map_or_else(
+                || "balancer future polled after completion".into(),
+                Into::into,
+            ))),
             KindProj::Called {
                 fut,
                 in_flight,

@@ -86,10 +86,14 @@ impl LoadBalancer {
         match self {
             LoadBalancer::LeastRequest(lr) => {
                 if lr.choice_count < 2 {
-                    return Err(ConfigError("leastRequest choice_count must be at least 2".into()));
+                    return Err(ConfigError(
+                        "leastRequest choice_count must be at least 2".into(),
+                    ));
                 }
                 if !(lr.active_request_bias >= 0.0 && lr.active_request_bias.is_finite()) {
-                    return Err(ConfigError("active_request_bias must be a finite number >= 0".into()));
+                    return Err(ConfigError(
+                        "active_request_bias must be a finite number >= 0".into(),
+                    ));
                 }
             }
             LoadBalancer::RingHash(r) => {
@@ -99,7 +103,8 @@ impl LoadBalancer {
                         r.minimum_ring_size
                     )));
                 }
-                if r.maximum_ring_size < r.minimum_ring_size || r.maximum_ring_size > MAX_RING_SIZE {
+                if r.maximum_ring_size < r.minimum_ring_size || r.maximum_ring_size > MAX_RING_SIZE
+                {
                     return Err(ConfigError(format!(
                         "maximum ring size must be between minimumRingSize and {MAX_RING_SIZE}, got {}",
                         r.maximum_ring_size
@@ -230,7 +235,7 @@ fn is_prime(n: u64) -> bool {
     }
     let mut d = 2;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             return false;
         }
         d += 1;

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use http::header::{COOKIE, HeaderName, HeaderValue};
 use http::Request;
+use http::header::{COOKIE, HeaderName, HeaderValue};
 use mesh_core::context::ClientAddr;
 use xxhash_rust::xxh64::xxh64;
 
@@ -72,11 +72,14 @@ impl HashKey {
                 .headers()
                 .get(name)
                 .map_or(KeyHash::None, |v| KeyHash::Hash(xxh64(v.as_bytes(), 0))),
-            HashKey::SourceIp => req.extensions().get::<ClientAddr>().map_or(KeyHash::None, |a| {
-                let mut ip = String::with_capacity(40);
-                let _ = write!(ip, "{}", a.0.ip());
-                KeyHash::Hash(xxh64(ip.as_bytes(), 0))
-            }),
+            HashKey::SourceIp => req
+                .extensions()
+                .get::<ClientAddr>()
+                .map_or(KeyHash::None, |a| {
+                    let mut ip = String::with_capacity(40);
+                    let _ = write!(ip, "{}", a.0.ip());
+                    KeyHash::Hash(xxh64(ip.as_bytes(), 0))
+                }),
             HashKey::QueryParameter(name) => req
                 .uri()
                 .query()
@@ -157,7 +160,10 @@ mod tests {
     #[test]
     fn headers_query_and_source_ip() {
         let key = HashKey::header("x-user").unwrap();
-        let a = Request::builder().header("x-user", "alice").body(()).unwrap();
+        let a = Request::builder()
+            .header("x-user", "alice")
+            .body(())
+            .unwrap();
         let b = Request::builder().header("x-user", "bob").body(()).unwrap();
         assert_eq!(hash_of(&key, &a), hash_of(&key, &a));
         assert_ne!(hash_of(&key, &a), hash_of(&key, &b));
@@ -165,17 +171,32 @@ mod tests {
         assert!(HashKey::header("bad header").is_err());
 
         let q = HashKey::query_parameter("user");
-        let r1 = Request::builder().uri("/p?x=1&user=alice").body(()).unwrap();
+        let r1 = Request::builder()
+            .uri("/p?x=1&user=alice")
+            .body(())
+            .unwrap();
         let r2 = Request::builder().uri("/q?user=alice").body(()).unwrap();
         assert_eq!(hash_of(&q, &r1), hash_of(&q, &r2));
-        assert_eq!(hash_of(&q, &Request::builder().uri("/?username=x").body(()).unwrap()), None);
+        assert_eq!(
+            hash_of(
+                &q,
+                &Request::builder().uri("/?username=x").body(()).unwrap()
+            ),
+            None
+        );
 
         let mut r = Request::new(());
         assert_eq!(hash_of(&HashKey::SourceIp, &r), None);
-        r.extensions_mut().insert(ClientAddr("10.1.2.3:4000".parse::<SocketAddr>().unwrap()));
+        r.extensions_mut()
+            .insert(ClientAddr("10.1.2.3:4000".parse::<SocketAddr>().unwrap()));
         let mut r2 = Request::new(());
-        r2.extensions_mut().insert(ClientAddr("10.1.2.3:5000".parse::<SocketAddr>().unwrap()));
-        assert_eq!(hash_of(&HashKey::SourceIp, &r), hash_of(&HashKey::SourceIp, &r2), "the port does not matter");
+        r2.extensions_mut()
+            .insert(ClientAddr("10.1.2.3:5000".parse::<SocketAddr>().unwrap()));
+        assert_eq!(
+            hash_of(&HashKey::SourceIp, &r),
+            hash_of(&HashKey::SourceIp, &r2),
+            "the port does not matter"
+        );
     }
 
     #[test]
@@ -187,7 +208,11 @@ mod tests {
         };
         let header = set_cookie.to_str().unwrap();
         assert!(header.starts_with("session=\""), "{header}");
-        assert!(header.contains("Max-Age=3600") && header.contains("Path=/") && header.contains("HttpOnly"));
+        assert!(
+            header.contains("Max-Age=3600")
+                && header.contains("Path=/")
+                && header.contains("HttpOnly")
+        );
         // The client echoes the cookie back: same hash.
         let value = header.split('"').nth(1).unwrap();
         let back = Request::builder()
@@ -199,9 +224,13 @@ mod tests {
         let no_ttl = HashKey::cookie("session", None, None);
         assert_eq!(hash_of(&no_ttl, &Request::new(())), None);
         let session = HashKey::cookie("s", None, Some(Duration::ZERO));
-        let KeyHash::Generated { set_cookie, .. } = session.hash(&Request::new(()), &mut rng) else {
+        let KeyHash::Generated { set_cookie, .. } = session.hash(&Request::new(()), &mut rng)
+        else {
             panic!()
         };
-        assert!(!set_cookie.to_str().unwrap().contains("Max-Age"), "ttl 0 is a session cookie");
+        assert!(
+            !set_cookie.to_str().unwrap().contains("Max-Age"),
+            "ttl 0 is a session cookie"
+        );
     }
 }

@@ -86,7 +86,8 @@ impl Epoch {
 
     #[inline]
     pub(crate) fn now_ns(&self) -> u64 {
-        u64::try_from(Instant::now().saturating_duration_since(self.0).as_nanos()).unwrap_or(u64::MAX)
+        u64::try_from(Instant::now().saturating_duration_since(self.0).as_nanos())
+            .unwrap_or(u64::MAX)
     }
 }
 
@@ -100,7 +101,11 @@ mod tests {
     fn peaks_replace_and_lows_decay() {
         let s = EndpointStats::new(Duration::from_millis(1));
         s.observe_rtt(Duration::from_millis(50), 1_000, DECAY);
-        assert_eq!(s.decayed_rtt(1_000, DECAY, None), 50e6, "a peak replaces the estimate");
+        assert_eq!(
+            s.decayed_rtt(1_000, DECAY, None),
+            50e6,
+            "a peak replaces the estimate"
+        );
         // A low sample right away barely moves it; much later it dominates.
         s.observe_rtt(Duration::from_millis(1), 2_000, DECAY);
         assert!(s.decayed_rtt(2_000, DECAY, None) > 49e6);

@@ -91,7 +91,9 @@ mod tests {
         let mut edf = Edf::default();
         let w = [1.0, 2.0];
         edf.rebuild(w.iter().copied());
-        let seq: Vec<usize> = (0..6).map(|_| edf.pick(|_| true, |i| w[i]).unwrap()).collect();
+        let seq: Vec<usize> = (0..6)
+            .map(|_| edf.pick(|_| true, |i| w[i]).unwrap())
+            .collect();
         assert_eq!(seq.iter().filter(|&&i| i == 1).count(), 4);
         // Smooth: never three of the heavy one in a row.
         assert!(!seq.windows(3).any(|w| w == [1, 1, 1]), "{seq:?}");

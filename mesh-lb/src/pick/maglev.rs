@@ -27,7 +27,11 @@ impl Table {
             weight: u64,
             target: u64,
         }
-        let max_weight = set.endpoints().map(|e| u64::from(e.weight().get())).max().unwrap_or(1);
+        let max_weight = set
+            .endpoints()
+            .map(|e| u64::from(e.weight().get()))
+            .max()
+            .unwrap_or(1);
         let mut fills: Vec<Fill> = set
             .endpoints()
             .map(|e| {

@@ -37,12 +37,28 @@ impl PickInput<'_> {
 
 #[derive(Debug)]
 pub(crate) enum Picker {
-    RoundRobin { cursor: usize, edf: Option<Edf> },
-    Random { cumulative: Option<Vec<u64>> },
-    LeastRequest { config: config::LeastRequest, edf: Option<Edf> },
-    PeakEwma { config: config::PeakEwma },
-    RingHash { config: config::RingHash, ring: Ring },
-    Maglev { config: config::Maglev, table: Table },
+    RoundRobin {
+        cursor: usize,
+        edf: Option<Edf>,
+    },
+    Random {
+        cumulative: Option<Vec<u64>>,
+    },
+    LeastRequest {
+        config: config::LeastRequest,
+        edf: Option<Edf>,
+    },
+    PeakEwma {
+        config: config::PeakEwma,
+    },
+    RingHash {
+        config: config::RingHash,
+        ring: Ring,
+    },
+    Maglev {
+        config: config::Maglev,
+        table: Table,
+    },
 }
 
 fn all_equal<S>(set: &ReadySet<S>) -> bool {
@@ -56,7 +72,10 @@ fn all_equal<S>(set: &ReadySet<S>) -> bool {
 impl Picker {
     pub(crate) fn new(lb: &LoadBalancer) -> Picker {
         match lb {
-            LoadBalancer::RoundRobin => Picker::RoundRobin { cursor: 0, edf: None },
+            LoadBalancer::RoundRobin => Picker::RoundRobin {
+                cursor: 0,
+                edf: None,
+            },
             LoadBalancer::Random => Picker::Random { cumulative: None },
             LoadBalancer::LeastRequest(c) => Picker::LeastRequest {
                 config: c.clone(),
@@ -123,7 +142,12 @@ impl Picker {
     }
 
     /// Picks a ready endpoint's slot index; `None` only when none is ready.
-    pub(crate) fn pick<S>(&mut self, set: &ReadySet<S>, input: &PickInput<'_>, rng: &mut FastRng) -> Option<usize> {
+    pub(crate) fn pick<S>(
+        &mut self,
+        set: &ReadySet<S>,
+        input: &PickInput<'_>,
+        rng: &mut FastRng,
+    ) -> Option<usize> {
         if set.ready_len() == 0 {
             return None;
         }
@@ -146,7 +170,9 @@ impl Picker {
                     .or_else(|| edf.pick(|i| set.is_ready(i), weight))
             }
             Picker::Random { cumulative: None } => Some(random_ready(set, input, rng)),
-            Picker::Random { cumulative: Some(cum) } => {
+            Picker::Random {
+                cumulative: Some(cum),
+            } => {
                 let total = cum.last().copied().unwrap_or(0);
                 // A few weighted draws over all endpoints; unready ones are redrawn.
                 for _ in 0..8 {
@@ -163,7 +189,10 @@ impl Picker {
                     f64::from(set.slot(i).stats.active())
                 }))
             }
-            Picker::LeastRequest { config, edf: Some(edf) } => {
+            Picker::LeastRequest {
+                config,
+                edf: Some(edf),
+            } => {
                 let bias = config.active_request_bias;
                 let weight = |i: usize| {
                     let slot = set.slot(i);

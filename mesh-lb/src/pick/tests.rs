@@ -39,14 +39,24 @@ fn refresh(set: &mut ReadySet<Svc>) {
 }
 
 /// Picks `n` times as the balancer would (pick, mark used, poll again).
-fn run(lb: &LoadBalancer, set: &mut ReadySet<Svc>, n: usize, hash: impl Fn(usize) -> Option<u64>) -> Vec<usize> {
+fn run(
+    lb: &LoadBalancer,
+    set: &mut ReadySet<Svc>,
+    n: usize,
+    hash: impl Fn(usize) -> Option<u64>,
+) -> Vec<usize> {
     let mut picker = Picker::new(lb);
     picker.rebuild(set);
     let mut rng = FastRng::seeded(42);
     (0..n)
         .map(|k| {
-            let input = PickInput { hash: hash(k), ..Default::default() };
-            let i = picker.pick(set, &input, &mut rng).expect("a ready endpoint");
+            let input = PickInput {
+                hash: hash(k),
+                ..Default::default()
+            };
+            let i = picker
+                .pick(set, &input, &mut rng)
+                .expect("a ready endpoint");
             set.set_unready(i);
             refresh(set);
             i
@@ -163,7 +173,11 @@ fn maglev_fills_in_proportion_to_weight() {
     let set = set_of(&[1, 2]);
     let table = maglev::Table::build(65537, &set);
     // Envoy's figure for 1:2 is 21,846 : 43,691.
-    assert!((table.slots_of(0) as i64 - 21846).abs() <= 1, "{}", table.slots_of(0));
+    assert!(
+        (table.slots_of(0) as i64 - 21846).abs() <= 1,
+        "{}",
+        table.slots_of(0)
+    );
     assert!((table.slots_of(1) as i64 - 43691).abs() <= 1);
 }
 
@@ -173,7 +187,9 @@ fn maglev_removal_disruption_is_small() {
     // extra share. Measured here on 100 endpoints and a 65537 table.
     let n = 100;
     let lb = LoadBalancer::maglev(HashKey::SourceIp);
-    let keys: Vec<u64> = (0..20_000u64).map(|k| xxhash_rust::xxh64::xxh64(&k.to_le_bytes(), 3)).collect();
+    let keys: Vec<u64> = (0..20_000u64)
+        .map(|k| xxhash_rust::xxh64::xxh64(&k.to_le_bytes(), 3))
+        .collect();
     let mut before_set = set_of(&vec![1; n]);
     let before: Vec<SocketAddr> = run(&lb, &mut before_set, keys.len(), |k| Some(keys[k]))
         .into_iter()
@@ -186,11 +202,19 @@ fn maglev_removal_disruption_is_small() {
         .map(|i| after_set.slot(i).endpoint.addr())
         .collect();
     let on_victim = before.iter().filter(|&&a| a == addr(17)).count();
-    let moved_elsewhere = before.iter().zip(&after).filter(|(b, a)| b != a && **b != addr(17)).count();
+    let moved_elsewhere = before
+        .iter()
+        .zip(&after)
+        .filter(|(b, a)| b != a && **b != addr(17))
+        .count();
     assert!(after.iter().all(|&a| a != addr(17)));
     assert!(on_victim > 0);
     // Stated bound: extra movement under 2% of all keys (the victim's own share is 1%).
-    assert!(moved_elsewhere * 50 < keys.len(), "moved {moved_elsewhere} of {} beyond the victim's {on_victim}", keys.len());
+    assert!(
+        moved_elsewhere * 50 < keys.len(),
+        "moved {moved_elsewhere} of {} beyond the victim's {on_victim}",
+        keys.len()
+    );
 }
 
 #[test]
@@ -225,13 +249,26 @@ fn tried_endpoints_are_avoided_when_possible() {
     let mut tried = mesh_core::context::TriedEndpoints::default();
     tried.push(addr(0));
     tried.push(addr(1));
-    for lb in [LoadBalancer::RoundRobin, LoadBalancer::Random, LoadBalancer::least_request(), LoadBalancer::peak_ewma()] {
+    for lb in [
+        LoadBalancer::RoundRobin,
+        LoadBalancer::Random,
+        LoadBalancer::least_request(),
+        LoadBalancer::peak_ewma(),
+    ] {
         let mut picker = Picker::new(&lb);
         picker.rebuild(&set);
         let mut rng = FastRng::seeded(5);
         for _ in 0..50 {
-            let input = PickInput { tried: Some(&tried), ..Default::default() };
-            assert_eq!(picker.pick(&set, &input, &mut rng), Some(2), "{}", lb.name());
+            let input = PickInput {
+                tried: Some(&tried),
+                ..Default::default()
+            };
+            assert_eq!(
+                picker.pick(&set, &input, &mut rng),
+                Some(2),
+                "{}",
+                lb.name()
+            );
             refresh(&mut set);
         }
     }
@@ -240,17 +277,27 @@ fn tried_endpoints_are_avoided_when_possible() {
 #[test]
 fn hash_pickers_walk_past_unready_endpoints() {
     let mut set = set_of(&[1, 1, 1]);
-    for lb in [LoadBalancer::ring_hash(HashKey::SourceIp), LoadBalancer::maglev(HashKey::SourceIp)] {
+    for lb in [
+        LoadBalancer::ring_hash(HashKey::SourceIp),
+        LoadBalancer::maglev(HashKey::SourceIp),
+    ] {
         let mut picker = Picker::new(&lb);
         picker.rebuild(&set);
         let mut rng = FastRng::seeded(5);
-        let input = PickInput { hash: Some(12345), ..Default::default() };
+        let input = PickInput {
+            hash: Some(12345),
+            ..Default::default()
+        };
         let home = picker.pick(&set, &input, &mut rng).unwrap();
         set.set_unready(home);
         let other = picker.pick(&set, &input, &mut rng).unwrap();
         assert_ne!(home, other);
         refresh(&mut set);
-        assert_eq!(picker.pick(&set, &input, &mut rng), Some(home), "back home once ready");
+        assert_eq!(
+            picker.pick(&set, &input, &mut rng),
+            Some(home),
+            "back home once ready"
+        );
     }
 }
 

@@ -97,12 +97,12 @@ async fn main() -> Result<(), BoxError> {
                 Ok::<_, BoxError>((user, String::from_utf8_lossy(&body).into_owned()))
             });
             // Ten requests in flight, so load-aware balancers see load.
-            if in_flight.len() >= 10 {
-                if let Some(done) = in_flight.next().await {
-                    let (user, server) = done?;
-                    *spread.entry(server.clone()).or_default() += 1;
-                    *per_user.entry(user).or_default().entry(server).or_default() += 1;
-                }
+            if in_flight.len() >= 10
+                && let Some(done) = in_flight.next().await
+            {
+                let (user, server) = done?;
+                *spread.entry(server.clone()).or_default() += 1;
+                *per_user.entry(user).or_default().entry(server).or_default() += 1;
             }
         }
         while let Some(done) = in_flight.next().await {

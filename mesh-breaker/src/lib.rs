@@ -5,6 +5,15 @@
 //!   [`mesh_core::classify`]; an ejected endpoint is simply not ready to the
 //!   balancer; `max_ejection_percent`, `always_eject_one_host` and the panic
 //!   threshold are enforced per cluster.
+//! - [`pool`]: connection-pool limits (Envoy's circuit-breaker thresholds):
+//!   maximum requests, pending requests, retries and connections per cluster;
+//!   overflow is refused at once with 503 `UO`.
+//! - [`breaker`]: a classic closed / open / half-open circuit breaker over a
+//!   sliding window of outcomes.
+//!
+//! Every layer reads [`mesh_core::classify`] and answers with
+//! [`mesh_core::MeshError`]; every counter is readable for metrics and admin
+//! pages (`stats()`), and state changes are `tracing` events.
 //!
 //! # Example
 //!

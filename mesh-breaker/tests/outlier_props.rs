@@ -6,6 +6,8 @@
 //!   `always_eject_one_host` allows a first ejection past it);
 //! - no endpoint stays ejected past its ejection time plus one interval.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic on its own setup
+
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! answering 503; no retries. After the first few failures the client sees no
 //! more 503s while the ejection lasts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic on its own setup
+
 use std::convert::Infallible;
 use std::future::poll_fn;
 use std::net::SocketAddr;

@@ -1,0 +1,484 @@
+//! [`ResponseFuture`]: one request through the retry layer, all its attempts,
+//! backoffs and timeouts.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Request, Response};
+use http_body::Body;
+use mesh_core::classify::Classify;
+use mesh_core::context::{Attempt, ChosenEndpoint, TriedEndpoints};
+use mesh_core::{BoxError, MeshError, RESPONSE_FLAGS_HEADER, ResponseFlag, ResponseFlags};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep, sleep_until};
+use tower::Service;
+
+use super::attempt::TryFuture;
+use super::shared::{Handle, RetryPermit};
+use crate::body::{BodySource, RetryBody};
+
+/// `x-envoy-attempt-count`: which try this request is, from 1.
+pub const ATTEMPT_COUNT_HEADER: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+
+pin_project! {
+    /// The response future of [`Retry`](super::Retry).
+    ///
+    /// No box: the running attempts (two while hedging), the timer (backoff,
+    /// or hedge delay) and the overall deadline are pinned fields; what a retry
+    /// needs (the inner service, the request head, the body source) is kept
+    /// only when the policy can retry.
+    pub struct ResponseFuture<S, B, RB, C>
+    where
+        S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+    {
+        #[pin]
+        primary: Option<TryFuture<S::Future>>,
+        #[pin]
+        secondary: Option<TryFuture<S::Future>>,
+        #[pin]
+        timer: Option<Sleep>,
+        #[pin]
+        deadline: Option<Sleep>,
+        ctl: Control<S, B, RB, C>,
+    }
+}
+
+/// The unpinned part of a request's state.
+struct Control<S, B, RB, C> {
+    handle: Handle<C>,
+    retry: Option<RetryState<S, B>>,
+    phase: Phase,
+    /// The last retryable result, returned if no further attempt answers.
+    last: Option<Result<Response<RB>, BoxError>>,
+    /// A retry granted (backoff or hedge) whose attempt has not started.
+    permit: Option<RetryPermit>,
+    /// A hedge is granted and waits for the inner service to be ready.
+    hedge_wanted: bool,
+    /// `timer` is the hedge delay (in [`Phase::Running`]).
+    hedge_armed: bool,
+    /// The effective overall timeout, for its error.
+    timeout: Duration,
+}
+
+/// What a request needs to make another attempt.
+struct RetryState<S, B> {
+    svc: S,
+    head: Parts,
+    body: BodySource<B>,
+    attempt: Attempt,
+    retries_left: u32,
+    tried: Option<TriedEndpoints>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// One or two attempts are in flight.
+    Running,
+    /// Waiting out the backoff before a retry.
+    Backoff,
+    /// Waiting for the inner service to be ready for a retry.
+    Ready,
+}
+
+enum Step<RB> {
+    Return(Result<Response<RB>, BoxError>),
+    /// Another attempt is still running: let it answer.
+    Wait,
+    Backoff(Duration),
+}
+
+impl<S, B, RB, C> ResponseFuture<S, B, RB, C>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    B: Body,
+    C: Classify,
+{
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        handle: Handle<C>,
+        first: S::Future,
+        svc: Option<S>,
+        head: Option<(Parts, BodySource<B>)>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        let policy = &handle.shared.policy;
+        let per_try = policy.per_try_timeout;
+        let now = (timeout.is_some() || per_try.is_some()).then(Instant::now);
+        let deadline = match (timeout, now) {
+            (Some(t), Some(now)) => Some(sleep_until(now + t)),
+            _ => None,
+        };
+        let retry = match (svc, head) {
+            (Some(svc), Some((head, body))) => Some(RetryState {
+                svc,
+                head,
+                body,
+                attempt: Attempt::FIRST,
+                retries_left: policy.attempts,
+                tried: None,
+            }),
+            _ => None,
+        };
+        let hedge = hedge_delay(&handle, retry.as_ref());
+        ResponseFuture {
+            primary: Some(TryFuture::new(first, per_try, now, None)),
+            secondary: None,
+            timer: hedge.map(sleep),
+            deadline,
+            ctl: Control {
+                handle,
+                retry,
+                phase: Phase::Running,
+                last: None,
+                permit: None,
+                hedge_wanted: false,
+                hedge_armed: hedge.is_some(),
+                timeout: timeout.unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// The hedge delay, when a hedge could be made.
+fn hedge_delay<C, S, B>(handle: &Handle<C>, retry: Option<&RetryState<S, B>>) -> Option<Duration> {
+    let delay = handle.shared.policy.hedge_delay?;
+    let state = retry?;
+    (state.retries_left > 0 && state.body.is_replayable()).then_some(delay)
+}
+
+impl<S, B, RB, C> Future for ResponseFuture<S, B, RB, C>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    B: Body,
+    C: Classify,
+{
+    type Output = Result<Response<RB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let ctl = this.ctl;
+
+        // The overall timeout bounds everything: attempts, backoffs, readiness.
+        if let Some(deadline) = this.deadline.as_mut().as_pin_mut()
+            && deadline.poll(cx).is_ready()
+        {
+            this.primary.set(None);
+            this.secondary.set(None);
+            ctl.handle.shared.stats.inc_request_timeouts();
+            return Poll::Ready(Err(MeshError::RequestTimeout(ctl.timeout).into()));
+        }
+
+        loop {
+            match ctl.phase {
+                Phase::Backoff => {
+                    if let Some(timer) = this.timer.as_mut().as_pin_mut() {
+                        ready!(timer.poll(cx));
+                    }
+                    this.timer.set(None);
+                    ctl.phase = Phase::Ready;
+                }
+                Phase::Ready => {
+                    let Some(state) = ctl.retry.as_mut() else {
+                        return Poll::Ready(ctl.give_up());
+                    };
+                    // Never call a service that has not said it is ready.
+                    if let Err(e) = ready!(state.svc.poll_ready(cx)) {
+                        let e: BoxError = e.into();
+                        tracing::debug!(error = %e, "inner service failed before a retry");
+                        return Poll::Ready(ctl.give_up());
+                    }
+                    let permit = ctl.permit.take();
+                    let Some(attempt) = ctl.start(permit) else {
+                        ctl.handle.shared.stats.inc_abandoned();
+                        return Poll::Ready(ctl.give_up());
+                    };
+                    this.primary.set(Some(attempt));
+                    ctl.phase = Phase::Running;
+                    match hedge_delay(&ctl.handle, ctl.retry.as_ref()) {
+                        Some(delay) => {
+                            this.timer.set(Some(sleep(delay)));
+                            ctl.hedge_armed = true;
+                        }
+                        None => ctl.hedge_armed = false,
+                    }
+                }
+                Phase::Running => {
+                    if ctl.hedge_armed
+                        && let Some(timer) = this.timer.as_mut().as_pin_mut()
+                        && timer.poll(cx).is_ready()
+                    {
+                        this.timer.set(None);
+                        ctl.hedge_armed = false;
+                        ctl.hedge_wanted = ctl.grant_hedge();
+                    }
+                    if ctl.hedge_wanted
+                        && let Some(attempt) = ctl.poll_hedge(cx)
+                    {
+                        if this.primary.is_none() {
+                            this.primary.set(Some(attempt));
+                        } else {
+                            this.secondary.set(Some(attempt));
+                        }
+                    }
+
+                    if let Some(fut) = this.primary.as_mut().as_pin_mut()
+                        && let Poll::Ready(result) = fut.poll(cx)
+                    {
+                        this.primary.set(None);
+                        match ctl.on_result(result, this.secondary.is_some()) {
+                            Step::Return(result) => {
+                                this.secondary.set(None);
+                                return Poll::Ready(result);
+                            }
+                            Step::Wait => {}
+                            Step::Backoff(wait) => {
+                                this.timer.set(Some(sleep(wait)));
+                                ctl.hedge_armed = false;
+                                ctl.phase = Phase::Backoff;
+                                continue;
+                            }
+                        }
+                    }
+                    if let Some(fut) = this.secondary.as_mut().as_pin_mut()
+                        && let Poll::Ready(result) = fut.poll(cx)
+                    {
+                        this.secondary.set(None);
+                        match ctl.on_result(result, this.primary.is_some()) {
+                            Step::Return(result) => {
+                                this.primary.set(None);
+                                return Poll::Ready(result);
+                            }
+                            Step::Wait => {}
+                            Step::Backoff(wait) => {
+                                this.timer.set(Some(sleep(wait)));
+                                ctl.hedge_armed = false;
+                                ctl.phase = Phase::Backoff;
+                                continue;
+                            }
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl<S, B, RB, C> Control<S, B, RB, C>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    B: Body,
+    C: Classify,
+{
+    /// Judges an attempt's result: return it, wait for the other attempt, or
+    /// back off and retry.
+    fn on_result(
+        &mut self,
+        result: Result<Response<RB>, BoxError>,
+        other_running: bool,
+    ) -> Step<RB> {
+        let shared = &*self.handle.shared;
+        let retry_on = &shared.policy.retry_on;
+        let retryable = match &result {
+            Ok(res) => {
+                retry_on.should_retry_response(&shared.classifier.classify_response(res), res)
+            }
+            Err(err) => {
+                if matches!(err.downcast_ref(), Some(MeshError::PerTryTimeout(_))) {
+                    shared.stats.inc_per_try_timeouts();
+                }
+                shared
+                    .classifier
+                    .classify_error(&**err)
+                    .failure()
+                    .is_some_and(|failure| retry_on.should_retry_error(failure, &**err))
+            }
+        };
+        if !retryable {
+            return Step::Return(result);
+        }
+        let Some(state) = self.retry.as_mut() else {
+            return Step::Return(result);
+        };
+        if let Ok(res) = &result
+            && let Some(ChosenEndpoint(addr)) = res.extensions().get::<ChosenEndpoint>()
+        {
+            let head = &state.head;
+            state
+                .tried
+                .get_or_insert_with(|| {
+                    head.extensions
+                        .get::<TriedEndpoints>()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .push(*addr);
+        }
+        if other_running {
+            // Hedging: the other attempt may still succeed.
+            self.last = Some(result);
+            return Step::Wait;
+        }
+        if self.hedge_wanted {
+            // A hedge was granted but never started: it becomes this retry.
+            self.hedge_wanted = false;
+        } else {
+            if state.retries_left == 0 {
+                shared.stats.inc_limit_exceeded();
+                return Step::Return(flag_retry_limit(result));
+            }
+            if !state.body.is_replayable() {
+                shared.stats.inc_abandoned();
+                return Step::Return(result);
+            }
+            let Some(permit) = shared.try_retry() else {
+                shared.stats.inc_overflow();
+                return Step::Return(result);
+            };
+            self.permit = Some(permit);
+            state.retries_left -= 1;
+        }
+        let wait = shared
+            .policy
+            .backoff
+            .wait(state.attempt.get(), &mut rand::rng());
+        tracing::debug!(attempt = state.attempt.get(), ?wait, "retrying");
+        self.last = Some(result);
+        Step::Backoff(wait)
+    }
+
+    /// Whether a hedge may start now (an attempt left, a replayable body, a
+    /// retry slot); takes the attempt and the slot.
+    fn grant_hedge(&mut self) -> bool {
+        let shared = &*self.handle.shared;
+        let Some(state) = self.retry.as_mut() else {
+            return false;
+        };
+        if state.retries_left == 0 || !state.body.is_replayable() {
+            return false;
+        }
+        let Some(permit) = shared.try_retry() else {
+            shared.stats.inc_overflow();
+            return false;
+        };
+        self.permit = Some(permit);
+        state.retries_left -= 1;
+        true
+    }
+
+    /// Starts the granted hedge once the inner service is ready.
+    fn poll_hedge(&mut self, cx: &mut Context<'_>) -> Option<TryFuture<S::Future>> {
+        let state = self.retry.as_mut()?;
+        match state.svc.poll_ready(cx) {
+            Poll::Pending => None,
+            Poll::Ready(Err(_)) => {
+                self.hedge_wanted = false;
+                self.permit = None;
+                state.retries_left += 1;
+                None
+            }
+            Poll::Ready(Ok(())) => {
+                self.hedge_wanted = false;
+                let permit = self.permit.take();
+                let attempt = self.start(permit);
+                if attempt.is_some() {
+                    self.handle.shared.stats.inc_hedges();
+                }
+                attempt
+            }
+        }
+    }
+
+    /// Calls the (ready) inner service with the next attempt, or `None` if
+    /// the body can no longer be replayed.
+    fn start(&mut self, permit: Option<RetryPermit>) -> Option<TryFuture<S::Future>> {
+        let shared = &*self.handle.shared;
+        let state = self.retry.as_mut()?;
+        let body = state.body.next()?;
+        state.attempt = state.attempt.next();
+        let mut head = state.head.clone();
+        mark_attempt(&mut head, state.attempt, shared.policy.attempt_count_header);
+        if let Some(tried) = &state.tried {
+            head.extensions.insert(tried.clone());
+        }
+        let fut = state.svc.call(Request::from_parts(head, body));
+        shared.stats.inc_retries();
+        Some(TryFuture::new(
+            fut,
+            shared.policy.per_try_timeout,
+            None,
+            permit,
+        ))
+    }
+
+    /// The result to return when no further attempt can be made.
+    fn give_up(&mut self) -> Result<Response<RB>, BoxError> {
+        self.last
+            .take()
+            .unwrap_or_else(|| Err(MeshError::RetryBudgetExhausted.into()))
+    }
+}
+
+/// Puts the attempt number in the request context and, if asked, in
+/// `x-envoy-attempt-count`.
+pub(super) fn mark_attempt(head: &mut Parts, attempt: Attempt, header: bool) {
+    head.extensions.insert(attempt);
+    if header {
+        head.headers
+            .insert(ATTEMPT_COUNT_HEADER, attempt_value(attempt.get()));
+    }
+}
+
+fn attempt_value(n: u32) -> HeaderValue {
+    const SMALL: [&str; 9] = ["1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match n.checked_sub(1).and_then(|i| SMALL.get(i as usize)) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(n),
+    }
+}
+
+/// Adds `URX` to a response: the retries ran out on a retryable failure.
+fn flag_retry_limit<RB>(result: Result<Response<RB>, BoxError>) -> Result<Response<RB>, BoxError> {
+    result.map(|mut res| {
+        let from_header = res
+            .headers()
+            .get(RESPONSE_FLAGS_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<ResponseFlags>().ok())
+            .unwrap_or_default();
+        let flags = res
+            .extensions()
+            .get::<ResponseFlags>()
+            .copied()
+            .unwrap_or_default()
+            .union(from_header)
+            .with(ResponseFlag::UpstreamRetryLimitExceeded);
+        if let Ok(value) = HeaderValue::from_str(&flags.to_string()) {
+            res.headers_mut().insert(RESPONSE_FLAGS_HEADER, value);
+        }
+        res.extensions_mut().insert(flags);
+        res
+    })
+}
+
+impl<S, B, RB, C> fmt::Debug for ResponseFuture<S, B, RB, C>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("phase", &self.ctl.phase)
+            .field(
+                "attempts_in_flight",
+                &(self.primary.is_some() as u8 + self.secondary.is_some() as u8),
+            )
+            .finish_non_exhaustive()
+    }
+}

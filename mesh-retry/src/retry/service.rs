@@ -1,0 +1,136 @@
+//! [`Retry`], the service.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use http_body::Body;
+use mesh_core::BoxError;
+use mesh_core::classify::{Classify, GrpcClassifier};
+use mesh_core::context::Attempt;
+use tower::Service;
+
+use super::future::{ResponseFuture, mark_attempt};
+use super::shared::{Handle, Shared};
+use crate::body::{BodySource, RetryBody};
+use crate::deadline;
+use crate::policy::RetryPolicy;
+use crate::stats::RetryStats;
+
+/// Retries requests to `S` by a [`RetryPolicy`], with per-try and overall
+/// timeouts, a budget and hedging. See the [module docs](crate::retry).
+///
+/// `S` takes requests whose body is a [`RetryBody`] and must be `Clone`: a
+/// request that may be retried keeps the ready service it was called on (and
+/// the layer keeps a fresh clone to drive to readiness), so that each retry
+/// waits for that service to be ready again before calling it.
+pub struct Retry<S, C = GrpcClassifier> {
+    inner: S,
+    shared: Arc<Shared<C>>,
+}
+
+impl<S> Retry<S> {
+    /// Wraps `inner` with `policy` and the default gRPC-aware classifier.
+    pub fn new(inner: S, policy: RetryPolicy) -> Self {
+        Retry {
+            inner,
+            shared: Arc::new(Shared::new(policy, GrpcClassifier::new())),
+        }
+    }
+}
+
+impl<S, C> Retry<S, C> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>) -> Self {
+        Retry { inner, shared }
+    }
+
+    /// The counters of this layer.
+    pub fn stats(&self) -> RetryStats {
+        self.shared.stats.clone()
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.shared.policy
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, C> Clone for Retry<S, C> {
+    fn clone(&self) -> Self {
+        Retry {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for Retry<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl<S, C, B, RB> Service<Request<B>> for Retry<S, C>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: Body,
+    C: Classify,
+{
+    type Response = Response<RB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, B, RB, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = &self.shared;
+        let policy = &shared.policy;
+        let caller = policy
+            .deadline_header
+            .as_ref()
+            .and_then(|name| deadline::from_headers(req.headers(), name));
+        let timeout = deadline::shorter(policy.timeout, caller);
+        let handle = Handle::new(shared.clone());
+
+        let (mut parts, body) = req.into_parts();
+        if shared.retries {
+            let (first_body, source) = BodySource::new(body, policy.replay_cap);
+            let head = parts.clone();
+            mark_attempt(&mut parts, Attempt::FIRST, policy.attempt_count_header);
+            // Keep the service that was driven to readiness for this request's
+            // retries; the layer drives a fresh clone for the next request.
+            let clone = self.inner.clone();
+            let mut svc = std::mem::replace(&mut self.inner, clone);
+            let first = svc.call(Request::from_parts(parts, first_body));
+            ResponseFuture::new(handle, first, Some(svc), Some((head, source)), timeout)
+        } else {
+            mark_attempt(&mut parts, Attempt::FIRST, policy.attempt_count_header);
+            let first = self
+                .inner
+                .call(Request::from_parts(parts, RetryBody::new(body)));
+            ResponseFuture::new(handle, first, None, None, timeout)
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! State shared by the clones of one layer, and the per-request guards that
+//! give budget and limit slots back.
+
+use std::fmt;
+use std::sync::Arc;
+
+use mesh_core::limit::{Permit, SharedLimit};
+
+use crate::budget::RetryBudget;
+use crate::policy::{RetryPolicy, nonzero};
+use crate::stats::RetryStats;
+
+/// Everything a request needs from its layer, behind one `Arc`.
+#[derive(Clone)]
+pub(crate) struct Shared<C> {
+    pub(crate) policy: RetryPolicy,
+    pub(crate) classifier: C,
+    pub(crate) budget: Option<Arc<dyn RetryBudget>>,
+    pub(crate) limit: Option<SharedLimit>,
+    pub(crate) stats: RetryStats,
+    /// `policy.retries_enabled()`, read on every request.
+    pub(crate) retries: bool,
+}
+
+impl<C> Shared<C> {
+    pub(crate) fn new(mut policy: RetryPolicy, classifier: C) -> Self {
+        policy.per_try_timeout = nonzero(policy.per_try_timeout);
+        policy.timeout = nonzero(policy.timeout);
+        let retries = policy.retries_enabled();
+        Shared {
+            policy,
+            classifier,
+            budget: None,
+            limit: None,
+            stats: RetryStats::default(),
+            retries,
+        }
+    }
+
+    /// Takes a retry slot from the limit and the budget, or `None` (Envoy's
+    /// retry overflow).
+    pub(crate) fn try_retry(&self) -> Option<RetryPermit> {
+        let limit = match &self.limit {
+            Some(limit) => Some(limit.try_acquire()?),
+            None => None,
+        };
+        let budget = match &self.budget {
+            Some(budget) if budget.try_retry() => Some(budget.clone()),
+            Some(_) => return None, // `limit` is dropped, freeing its slot
+            None => None,
+        };
+        Some(RetryPermit {
+            budget,
+            _limit: limit,
+        })
+    }
+}
+
+impl<C> fmt::Debug for Shared<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("policy", &self.policy)
+            .field("budget", &self.budget)
+            .field("limit", &self.limit)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request's hold on its layer: counts the request as active in the
+/// budget while it lives.
+pub(crate) struct Handle<C> {
+    pub(crate) shared: Arc<Shared<C>>,
+}
+
+impl<C> Handle<C> {
+    pub(crate) fn new(shared: Arc<Shared<C>>) -> Self {
+        if let Some(budget) = &shared.budget {
+            budget.request_started();
+        }
+        Handle { shared }
+    }
+}
+
+impl<C> Drop for Handle<C> {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.shared.budget {
+            budget.request_ended();
+        }
+    }
+}
+
+/// A granted retry: a slot of the retry limit and of the budget, held through
+/// the backoff and the attempt.
+pub(crate) struct RetryPermit {
+    budget: Option<Arc<dyn RetryBudget>>,
+    _limit: Option<Permit>,
+}
+
+impl Drop for RetryPermit {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.retry_ended();
+        }
+    }
+}

@@ -1,6 +1,30 @@
 //! The reference sidecar proxy: it reads Istio's own YAML kinds
 //! (`ServiceEntry`, `VirtualService`, `DestinationRule`, `Sidecar`,
-//! `PeerAuthentication`, `AuthorizationPolicy`) and stacks the mesh layers in
-//! front of hyper servers and clients.
+//! `PeerAuthentication`, `AuthorizationPolicy`) and stacks the mesh layers —
+//! routing (mesh-route), retries and timeouts (mesh-retry), connection-pool
+//! limits and outlier ejection (mesh-breaker), balancing (mesh-lb) — in front
+//! of hyper servers and clients.
 //!
-//! Not built yet: this crate holds its place in the workspace.
+//! The binary is `mesh-proxy`; this library holds its parts so that tests and
+//! other programs can load configs the way the proxy does.
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! let yaml = r#"
+//! apiVersion: networking.istio.io/v1
+//! kind: VirtualService
+//! metadata: {name: reviews}
+//! spec:
+//!   hosts: [reviews]
+//!   http:
+//!   - route:
+//!     - destination: {host: reviews, subset: v1}
+//!       weight: -5
+//! "#;
+//! let loaded = mesh_proxy::config::load_str(Path::new("vs.yaml"), yaml);
+//! let error = loaded.errors().next().unwrap();
+//! assert_eq!(error.to_string(), "vs.yaml:10:15: VirtualService reviews: spec.http[0].route[0].weight: must not be negative, got -5");
+//! ```
+
+pub mod config;

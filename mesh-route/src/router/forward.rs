@@ -1,0 +1,143 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use mesh_core::BoxError;
+use pin_project_lite::pin_project;
+use tower::Service;
+use tower::util::Oneshot;
+
+use crate::headers;
+use crate::rewrite::RedirectService;
+use crate::split::Split;
+
+/// What a route does at its end: split over its destinations' services, or
+/// answer with a redirect. The proxy may wrap it in the route's own policies
+/// (a timeout) with [`RouterBuilder::build_with`](crate::RouterBuilder::build_with).
+pub struct Forward<D> {
+    kind: ForwardKind<D>,
+}
+
+enum ForwardKind<D> {
+    Split(Split<D>),
+    Redirect(RedirectService<()>),
+}
+
+impl<D> Forward<D> {
+    /// Forwards through `split`.
+    pub fn split(split: Split<D>) -> Self {
+        Forward {
+            kind: ForwardKind::Split(split),
+        }
+    }
+
+    /// Answers with `redirect`.
+    pub fn redirect<B>(redirect: RedirectService<B>) -> Self {
+        Forward {
+            kind: ForwardKind::Redirect(redirect.cast()),
+        }
+    }
+
+    /// Whether this route answers with a redirect.
+    pub fn is_redirect(&self) -> bool {
+        matches!(self.kind, ForwardKind::Redirect(_))
+    }
+}
+
+impl<D> Clone for Forward<D> {
+    fn clone(&self) -> Self {
+        Forward {
+            kind: match &self.kind {
+                ForwardKind::Split(s) => ForwardKind::Split(s.clone()),
+                ForwardKind::Redirect(r) => ForwardKind::Redirect(r.clone()),
+            },
+        }
+    }
+}
+
+impl<D> fmt::Debug for Forward<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            ForwardKind::Split(s) => f.debug_tuple("Forward::Split").field(s).finish(),
+            ForwardKind::Redirect(r) => f.debug_tuple("Forward::Redirect").field(r).finish(),
+        }
+    }
+}
+
+impl<D, ReqBody, ResBody> Service<Request<ReqBody>> for Forward<D>
+where
+    D: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    D::Error: Into<BoxError>,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = BoxError;
+    type Future = ForwardFuture<D, Request<ReqBody>>;
+
+    /// Always ready, as [`Split`].
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let kind = match &mut self.kind {
+            ForwardKind::Split(split) => FwdKind::Split {
+                future: split.call(req),
+            },
+            ForwardKind::Redirect(r) => FwdKind::Redirect {
+                response: Some(r.respond(&req)),
+            },
+        };
+        ForwardFuture { kind }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Forward`].
+    pub struct ForwardFuture<D, Req>
+    where
+        D: Service<Req>,
+    {
+        #[pin]
+        kind: FwdKind<D, Req>,
+    }
+}
+
+pin_project! {
+    #[project = FwdProj]
+    enum FwdKind<D, Req>
+    where
+        D: Service<Req>,
+    {
+        Split { #[pin] future: headers::ResponseFuture<Oneshot<D, Req>> },
+        Redirect { response: Option<D::Response> },
+    }
+}
+
+impl<D, ReqBody, ResBody> Future for ForwardFuture<D, Request<ReqBody>>
+where
+    D: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    D::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ResBody>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            FwdProj::Split { future } => future.poll(cx).map_err(Into::into),
+            FwdProj::Redirect { response } => Poll::Ready(
+                response
+                    .take()
+                    .ok_or_else(|| "response future polled after completion".into()),
+            ),
+        }
+    }
+}
+
+impl<D: Service<Req>, Req> fmt::Debug for ForwardFuture<D, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForwardFuture").finish_non_exhaustive()
+    }
+}

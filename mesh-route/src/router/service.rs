@@ -1,0 +1,121 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::Request;
+use mesh_core::BoxError;
+use mesh_core::context::RouteName;
+use tower::Service;
+use tower::util::Oneshot;
+
+use super::ResponseFuture;
+use crate::matching::RouteMatcher;
+
+/// One route (one match block of one Istio route, as Envoy has one route
+/// per match): when it applies, its name and its service.
+struct Entry<S> {
+    matcher: RouteMatcher,
+    name: RouteName,
+    service: S,
+}
+
+/// Sends each request to the service of the first route that matches it, with
+/// the route's name in the request as [`RouteName`]; no match fails with
+/// [`MeshError::NoRoute`](mesh_core::MeshError::NoRoute) (404, `NR`). See the
+/// [module docs](crate::router).
+///
+/// Readiness: the route is known only in `call`, so `poll_ready` is always
+/// ready and `call` drives a clone of the route's service to readiness with
+/// `oneshot` — never calling an unready service, and never letting one busy
+/// route hold back the others. Clones are cheap (one `Arc`).
+pub struct Router<S> {
+    entries: Arc<[Entry<S>]>,
+}
+
+impl<S> Router<S> {
+    /// A router over `(name, matcher, service)` routes, tried in order.
+    ///
+    /// This is the bare form for any services; [`Router::builder`] builds the
+    /// services of Istio routes (fault, mirror, rewrite, header operations,
+    /// split) from [`RouteConfig`](crate::RouteConfig)s.
+    pub fn new(routes: impl IntoIterator<Item = (String, RouteMatcher, S)>) -> Self {
+        let entries: Vec<Entry<S>> = routes
+            .into_iter()
+            .map(|(name, matcher, service)| Entry {
+                matcher,
+                name: RouteName(name.into()),
+                service,
+            })
+            .collect();
+        Router {
+            entries: entries.into(),
+        }
+    }
+
+    /// The route the request would take: its index and name.
+    #[inline]
+    pub fn route<B>(&self, req: &Request<B>) -> Option<(usize, &RouteName)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.matcher.matches(req))
+            .map(|(i, e)| (i, &e.name))
+    }
+
+    /// The routes' names, in order.
+    pub fn route_names(&self) -> impl Iterator<Item = &RouteName> {
+        self.entries.iter().map(|e| &e.name)
+    }
+
+    /// How many routes there are (one per match block).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there is no route (every request gets 404 `NR`).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl<S> Clone for Router<S> {
+    fn clone(&self) -> Self {
+        Router {
+            entries: self.entries.clone(),
+        }
+    }
+}
+
+impl<S> fmt::Debug for Router<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Router")
+            .field("routes", &self.entries.iter().map(|e| &e.name).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<S, B> Service<Request<B>> for Router<S>
+where
+    S: Service<Request<B>> + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Request<B>>;
+
+    /// Always ready (see the type's docs).
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        match self.entries.iter().find(|e| e.matcher.matches(&req)) {
+            Some(entry) => {
+                req.extensions_mut().insert(entry.name.clone());
+                ResponseFuture::routed(Oneshot::new(entry.service.clone(), req))
+            }
+            None => ResponseFuture::no_route(),
+        }
+    }
+}

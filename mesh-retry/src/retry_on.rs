@@ -209,9 +209,18 @@ impl RetryOn {
         classified: &Classified<E>,
         res: &Response<B>,
     ) -> bool {
-        if res.headers().contains_key(RATELIMITED_HEADER) {
+        let by_status = self.retries_status(classified, res);
+        // The header is read only when it can change the answer, so a plain
+        // success costs no lookup.
+        if (by_status || self.contains(RetryCondition::EnvoyRateLimited))
+            && res.headers().contains_key(RATELIMITED_HEADER)
+        {
             return self.contains(RetryCondition::EnvoyRateLimited);
         }
+        by_status
+    }
+
+    fn retries_status<B, E>(&self, classified: &Classified<E>, res: &Response<B>) -> bool {
         if let Classified::Ready(Outcome::Failure(failure)) = classified {
             if self.contains(RetryCondition::FiveXx) && failure.is_5xx() {
                 return true;
@@ -229,12 +238,8 @@ impl RetryOn {
         {
             return true;
         }
-        if self.grpc != 0
-            && let Some(code) = GrpcCode::from_headers(res.headers())
-        {
-            return self.retries_grpc(code);
-        }
-        false
+        self.grpc != 0
+            && GrpcCode::from_headers(res.headers()).is_some_and(|code| self.retries_grpc(code))
     }
 
     /// Whether an error (no response) is retried. `failure` is the

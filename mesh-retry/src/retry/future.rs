@@ -27,10 +27,13 @@ pub const ATTEMPT_COUNT_HEADER: HeaderName = HeaderName::from_static("x-envoy-at
 pin_project! {
     /// The response future of [`Retry`](super::Retry).
     ///
-    /// No box: the running attempts (two while hedging), the timer (backoff,
-    /// or hedge delay) and the overall deadline are pinned fields; what a retry
-    /// needs (the inner service, the request head, the body source) is kept
-    /// only when the policy can retry.
+    /// The first attempt and the overall deadline are pinned in place, and
+    /// what a retry needs (the inner service, the request head, the body
+    /// source) is kept only when the policy can retry: the success path
+    /// allocates nothing here. What only retries and hedges use (the hedged
+    /// attempt, the backoff or hedge timer, the result held during a backoff)
+    /// is boxed when first needed, to keep the future small for the common
+    /// case.
     pub struct ResponseFuture<S, B, RB, C>
     where
         S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
@@ -38,22 +41,26 @@ pin_project! {
         #[pin]
         primary: Option<TryFuture<S::Future>>,
         #[pin]
-        secondary: Option<TryFuture<S::Future>>,
-        #[pin]
-        timer: Option<Sleep>,
-        #[pin]
         deadline: Option<Sleep>,
         ctl: Control<S, B, RB, C>,
     }
 }
 
 /// The unpinned part of a request's state.
-struct Control<S, B, RB, C> {
+struct Control<S, B, RB, C>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+{
     handle: Handle<C>,
     retry: Option<RetryState<S, B>>,
     phase: Phase,
+    /// A hedged attempt running beside `primary`.
+    secondary: Option<Pin<Box<TryFuture<S::Future>>>>,
+    /// The backoff (in [`Phase::Backoff`]) or hedge delay (in
+    /// [`Phase::Running`]).
+    timer: Option<Pin<Box<Sleep>>>,
     /// The last retryable result, returned if no further attempt answers.
-    last: Option<Result<Response<RB>, BoxError>>,
+    last: Option<Box<Result<Response<RB>, BoxError>>>,
     /// A retry granted (backoff or hedge) whose attempt has not started.
     permit: Option<RetryPermit>,
     /// A hedge is granted and waits for the inner service to be ready.
@@ -88,7 +95,8 @@ enum Step<RB> {
     Return(Result<Response<RB>, BoxError>),
     /// Another attempt is still running: let it answer.
     Wait,
-    Backoff(Duration),
+    /// A retry is granted; the backoff timer is set.
+    Backoff,
 }
 
 impl<S, B, RB, C> ResponseFuture<S, B, RB, C>
@@ -98,7 +106,6 @@ where
     B: Body,
     C: Classify,
 {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         handle: Handle<C>,
         first: S::Future,
@@ -127,13 +134,13 @@ where
         let hedge = hedge_delay(&handle, retry.as_ref());
         ResponseFuture {
             primary: Some(TryFuture::new(first, per_try, now, None)),
-            secondary: None,
-            timer: hedge.map(sleep),
             deadline,
             ctl: Control {
                 handle,
                 retry,
                 phase: Phase::Running,
+                secondary: None,
+                timer: hedge.map(|d| Box::pin(sleep(d))),
                 last: None,
                 permit: None,
                 hedge_wanted: false,
@@ -162,109 +169,111 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let ctl = this.ctl;
-
+        if let Poll::Ready(result) = poll_attempts(cx, this.primary.as_mut(), this.ctl) {
+            return Poll::Ready(result);
+        }
         // The overall timeout bounds everything: attempts, backoffs, readiness.
-        if let Some(deadline) = this.deadline.as_mut().as_pin_mut()
+        // Checked only when the request would wait, as tower's `Timeout` does,
+        // so an answer at hand never touches the timer.
+        if let Some(deadline) = this.deadline.as_pin_mut()
             && deadline.poll(cx).is_ready()
         {
             this.primary.set(None);
-            this.secondary.set(None);
-            ctl.handle.shared.stats.inc_request_timeouts();
-            return Poll::Ready(Err(MeshError::RequestTimeout(ctl.timeout).into()));
+            this.ctl.secondary = None;
+            this.ctl.handle.shared.stats.inc_request_timeouts();
+            return Poll::Ready(Err(MeshError::RequestTimeout(this.ctl.timeout).into()));
         }
+        Poll::Pending
+    }
+}
 
-        loop {
-            match ctl.phase {
-                Phase::Backoff => {
-                    if let Some(timer) = this.timer.as_mut().as_pin_mut() {
-                        ready!(timer.poll(cx));
-                    }
-                    this.timer.set(None);
-                    ctl.phase = Phase::Ready;
+/// Drives the attempts, backoffs and hedges of one request.
+fn poll_attempts<S, B, RB, C>(
+    cx: &mut Context<'_>,
+    mut primary: Pin<&mut Option<TryFuture<S::Future>>>,
+    ctl: &mut Control<S, B, RB, C>,
+) -> Poll<Result<Response<RB>, BoxError>>
+where
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+    S::Error: Into<BoxError>,
+    B: Body,
+    C: Classify,
+{
+    loop {
+        match ctl.phase {
+            Phase::Backoff => {
+                if let Some(backoff) = ctl.timer.as_mut() {
+                    ready!(backoff.as_mut().poll(cx));
                 }
-                Phase::Ready => {
-                    let Some(state) = ctl.retry.as_mut() else {
-                        return Poll::Ready(ctl.give_up());
-                    };
-                    // Never call a service that has not said it is ready.
-                    if let Err(e) = ready!(state.svc.poll_ready(cx)) {
-                        let e: BoxError = e.into();
-                        tracing::debug!(error = %e, "inner service failed before a retry");
-                        return Poll::Ready(ctl.give_up());
-                    }
-                    let permit = ctl.permit.take();
-                    let Some(attempt) = ctl.start(permit) else {
-                        ctl.handle.shared.stats.inc_abandoned();
-                        return Poll::Ready(ctl.give_up());
-                    };
-                    this.primary.set(Some(attempt));
-                    ctl.phase = Phase::Running;
-                    match hedge_delay(&ctl.handle, ctl.retry.as_ref()) {
-                        Some(delay) => {
-                            this.timer.set(Some(sleep(delay)));
-                            ctl.hedge_armed = true;
-                        }
-                        None => ctl.hedge_armed = false,
+                ctl.timer = None;
+                ctl.phase = Phase::Ready;
+            }
+            Phase::Ready => {
+                let Some(state) = ctl.retry.as_mut() else {
+                    return Poll::Ready(ctl.give_up());
+                };
+                // Never call a service that has not said it is ready.
+                if let Err(e) = ready!(state.svc.poll_ready(cx)) {
+                    let e: BoxError = e.into();
+                    tracing::debug!(error = %e, "inner service failed before a retry");
+                    return Poll::Ready(ctl.give_up());
+                }
+                let permit = ctl.permit.take();
+                let Some(attempt) = ctl.start(permit) else {
+                    ctl.handle.shared.stats.inc_abandoned();
+                    return Poll::Ready(ctl.give_up());
+                };
+                primary.set(Some(attempt));
+                ctl.phase = Phase::Running;
+                ctl.arm_hedge();
+            }
+            Phase::Running => {
+                if ctl.hedge_armed
+                    && let Some(hedge) = ctl.timer.as_mut()
+                    && hedge.as_mut().poll(cx).is_ready()
+                {
+                    ctl.timer = None;
+                    ctl.hedge_armed = false;
+                    ctl.hedge_wanted = ctl.grant_hedge();
+                }
+                if ctl.hedge_wanted
+                    && let Some(attempt) = ctl.poll_hedge(cx)
+                {
+                    if primary.is_none() {
+                        primary.set(Some(attempt));
+                    } else {
+                        ctl.secondary = Some(Box::pin(attempt));
                     }
                 }
-                Phase::Running => {
-                    if ctl.hedge_armed
-                        && let Some(timer) = this.timer.as_mut().as_pin_mut()
-                        && timer.poll(cx).is_ready()
-                    {
-                        this.timer.set(None);
-                        ctl.hedge_armed = false;
-                        ctl.hedge_wanted = ctl.grant_hedge();
-                    }
-                    if ctl.hedge_wanted
-                        && let Some(attempt) = ctl.poll_hedge(cx)
-                    {
-                        if this.primary.is_none() {
-                            this.primary.set(Some(attempt));
-                        } else {
-                            this.secondary.set(Some(attempt));
-                        }
-                    }
 
-                    if let Some(fut) = this.primary.as_mut().as_pin_mut()
-                        && let Poll::Ready(result) = fut.poll(cx)
-                    {
-                        this.primary.set(None);
-                        match ctl.on_result(result, this.secondary.is_some()) {
-                            Step::Return(result) => {
-                                this.secondary.set(None);
-                                return Poll::Ready(result);
-                            }
-                            Step::Wait => {}
-                            Step::Backoff(wait) => {
-                                this.timer.set(Some(sleep(wait)));
-                                ctl.hedge_armed = false;
-                                ctl.phase = Phase::Backoff;
-                                continue;
-                            }
+                if let Some(fut) = primary.as_mut().as_pin_mut()
+                    && let Poll::Ready(result) = fut.poll(cx)
+                {
+                    primary.set(None);
+                    let other = ctl.secondary.is_some();
+                    match ctl.on_result(result, other) {
+                        Step::Return(result) => {
+                            ctl.secondary = None;
+                            return Poll::Ready(result);
                         }
+                        Step::Wait => {}
+                        Step::Backoff => continue,
                     }
-                    if let Some(fut) = this.secondary.as_mut().as_pin_mut()
-                        && let Poll::Ready(result) = fut.poll(cx)
-                    {
-                        this.secondary.set(None);
-                        match ctl.on_result(result, this.primary.is_some()) {
-                            Step::Return(result) => {
-                                this.primary.set(None);
-                                return Poll::Ready(result);
-                            }
-                            Step::Wait => {}
-                            Step::Backoff(wait) => {
-                                this.timer.set(Some(sleep(wait)));
-                                ctl.hedge_armed = false;
-                                ctl.phase = Phase::Backoff;
-                                continue;
-                            }
-                        }
-                    }
-                    return Poll::Pending;
                 }
+                if let Some(fut) = ctl.secondary.as_mut()
+                    && let Poll::Ready(result) = fut.as_mut().poll(cx)
+                {
+                    ctl.secondary = None;
+                    match ctl.on_result(result, primary.is_some()) {
+                        Step::Return(result) => {
+                            primary.set(None);
+                            return Poll::Ready(result);
+                        }
+                        Step::Wait => {}
+                        Step::Backoff => continue,
+                    }
+                }
+                return Poll::Pending;
             }
         }
     }
@@ -323,7 +332,7 @@ where
         }
         if other_running {
             // Hedging: the other attempt may still succeed.
-            self.last = Some(result);
+            self.last = Some(Box::new(result));
             return Step::Wait;
         }
         if self.hedge_wanted {
@@ -350,8 +359,23 @@ where
             .backoff
             .wait(state.attempt.get(), &mut rand::rng());
         tracing::debug!(attempt = state.attempt.get(), ?wait, "retrying");
-        self.last = Some(result);
-        Step::Backoff(wait)
+        self.last = Some(Box::new(result));
+        self.timer = Some(Box::pin(sleep(wait)));
+        self.hedge_armed = false;
+        self.phase = Phase::Backoff;
+        Step::Backoff
+    }
+
+    /// Sets the hedge timer for the attempt just started, if a hedge could be
+    /// made.
+    fn arm_hedge(&mut self) {
+        match hedge_delay(&self.handle, self.retry.as_ref()) {
+            Some(delay) => {
+                self.timer = Some(Box::pin(sleep(delay)));
+                self.hedge_armed = true;
+            }
+            None => self.hedge_armed = false,
+        }
     }
 
     /// Whether a hedge may start now (an attempt left, a replayable body, a
@@ -422,7 +446,7 @@ where
     fn give_up(&mut self) -> Result<Response<RB>, BoxError> {
         self.last
             .take()
-            .unwrap_or_else(|| Err(MeshError::RetryBudgetExhausted.into()))
+            .map_or_else(|| Err(MeshError::RetryBudgetExhausted.into()), |last| *last)
     }
 }
 
@@ -477,7 +501,7 @@ where
             .field("phase", &self.ctl.phase)
             .field(
                 "attempts_in_flight",
-                &(self.primary.is_some() as u8 + self.secondary.is_some() as u8),
+                &(u8::from(self.primary.is_some()) + u8::from(self.ctl.secondary.is_some())),
             )
             .finish_non_exhaustive()
     }

@@ -91,7 +91,14 @@ fn principal_wildcards() {
 #[test]
 fn path_and_method_matching() {
     // (methods, paths, method, path, matches)
-    let table: [(&[&str], &[&str], &str, &str, bool); 10] = [
+    type Case = (
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static str,
+        &'static str,
+        bool,
+    );
+    let table: [Case; 10] = [
         (&[], &["/info"], "GET", "/info", true),
         (&[], &["/info"], "GET", "/info/x", false),
         (&[], &["/api/*"], "GET", "/api/users", true),

@@ -21,7 +21,7 @@ use crate::identity::{CertificateHash, IdentityError, SpiffeId};
 use crate::mode::PeerAuthMode;
 use crate::peer::PeerInfo;
 use crate::rotation::CredentialStore;
-use crate::verify::{SpiffeClientVerifier, StoreResolver};
+use crate::verify::{SpiffeClientVerifier, StoreResolver, describe_handshake_error};
 
 /// ALPN protocols offered and accepted: `h2`, then `http/1.1`.
 pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -276,7 +276,9 @@ impl fmt::Display for AcceptError {
                 f.write_str("plaintext connection refused: mTLS mode is STRICT")
             }
             AcceptError::Detect(e) => write!(f, "{e}"),
-            AcceptError::Handshake(e) => write!(f, "TLS handshake failed: {e}"),
+            AcceptError::Handshake(e) => {
+                write!(f, "TLS handshake failed: {}", describe_handshake_error(e))
+            }
             AcceptError::HandshakeTimeout(d) => write!(f, "TLS handshake not done within {d:?}"),
             AcceptError::NoPeerCertificate => f.write_str("peer presented no certificate"),
             AcceptError::Identity(e) => write!(f, "peer identity refused: {e}"),

@@ -35,7 +35,7 @@ use crate::acceptor::ALPN_PROTOCOLS;
 use crate::credentials::provider;
 use crate::identity::SpiffeId;
 use crate::rotation::CredentialStore;
-use crate::verify::{SpiffeServerVerifier, StoreResolver, normalise_san};
+use crate::verify::{SpiffeServerVerifier, StoreResolver, describe_handshake_error, normalise_san};
 
 /// The rustls client configuration of a mesh workload: ring provider, the
 /// store's certificate as client certificate, the server verified against the
@@ -285,7 +285,9 @@ impl fmt::Display for ConnectError {
             ConnectError::MissingHost => f.write_str("URI has no host"),
             ConnectError::InvalidHost(h) => write!(f, "invalid host {h:?}"),
             ConnectError::Connect(e) => write!(f, "connect failed: {e}"),
-            ConnectError::Handshake(e) => write!(f, "mTLS handshake failed: {e}"),
+            ConnectError::Handshake(e) => {
+                write!(f, "mTLS handshake failed: {}", describe_handshake_error(e))
+            }
         }
     }
 }

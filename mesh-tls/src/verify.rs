@@ -37,6 +37,20 @@ impl ResolvesClientCert for StoreResolver {
     }
 }
 
+/// Describes a handshake I/O error, showing our verifiers' refusals with their
+/// own message (rustls prints `Other` errors with `Debug`).
+pub(crate) fn describe_handshake_error(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) => {
+            format!("invalid peer certificate: {}", other.0)
+        }
+        _ => e.to_string(),
+    }
+}
+
 fn refuse(e: impl std::error::Error + Send + Sync + 'static) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
 }

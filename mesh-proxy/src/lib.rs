@@ -27,4 +27,16 @@
 //! assert_eq!(error.to_string(), "vs.yaml:10:15: VirtualService reviews: spec.http[0].route[0].weight: must not be negative, got -5");
 //! ```
 
+mod admin;
+mod body;
+mod cluster;
 pub mod config;
+mod headers;
+mod metrics;
+mod observe;
+mod proxy;
+mod run;
+mod server;
+
+pub use self::proxy::Proxy;
+pub use self::run::{RunOptions, run};

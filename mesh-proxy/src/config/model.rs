@@ -296,7 +296,7 @@ pub struct Subset {
 }
 
 /// A traffic policy; every part optional (unset: inherit or default).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TrafficPolicy {
     /// Balancing.
     pub load_balancer: Option<LoadBalancer>,
@@ -381,7 +381,7 @@ pub enum HashKey {
 }
 
 /// `connectionPool`.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ConnectionPool {
     /// `tcp.maxConnections`.
     pub max_connections: Option<u32>,
@@ -398,7 +398,7 @@ pub struct ConnectionPool {
 }
 
 /// `outlierDetection`.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct OutlierDetection {
     /// `consecutive5xxErrors` (default 5; 0 disables).
     pub consecutive_5xx: Option<u32>,
@@ -419,7 +419,7 @@ pub struct OutlierDetection {
 }
 
 /// `tls`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClientTls {
     /// The mode.
     pub mode: TlsMode,
@@ -449,7 +449,7 @@ pub enum TlsMode {
 }
 
 /// `retryBudget`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RetryBudget {
     /// Retries in flight as a percentage of active requests (default 20).
     pub percent: f64,

@@ -1,0 +1,389 @@
+//! Clusters: one per (service, subset, port). A cluster is the stack below a
+//! route's retries: pool limits → "no healthy endpoint" guard → a buffer (so
+//! the balancer is shared by every connection) → the balancer → per endpoint
+//! an outlier gate → a pooled hyper client.
+//!
+//! The parts whose state must outlive a config reload (the endpoint set, the
+//! outlier detector, the pool counters) are kept in the [`Cluster`] so a new
+//! config version can reuse them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use mesh_breaker::outlier::{OutlierDetection, OutlierDetector};
+use mesh_breaker::pool::{ConnectionPoolLayer, PoolLimits};
+use mesh_core::context::Attempt;
+use mesh_core::discover::{DiscoverExt, EndpointSet};
+use mesh_core::{BoxError, Endpoint, LabelSelector, MeshError};
+use mesh_lb::Balance;
+use serde::Serialize;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceExt};
+
+use crate::body::{self, Body};
+use crate::config::model::{self, Protocol, TrafficPolicy};
+
+/// The service type every stack is erased to.
+pub(crate) type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+
+/// What names a cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub(crate) struct ClusterKey {
+    /// The service's first host.
+    pub(crate) host: String,
+    /// The subset, if any.
+    pub(crate) subset: Option<String>,
+    /// The service port.
+    pub(crate) port: u16,
+}
+
+impl ClusterKey {
+    /// Envoy's cluster name: `outbound|PORT|SUBSET|HOST`.
+    pub(crate) fn name(&self) -> String {
+        format!(
+            "outbound|{}|{}|{}",
+            self.port,
+            self.subset.as_deref().unwrap_or(""),
+            self.host
+        )
+    }
+}
+
+/// Which endpoint served a response and what it is, for metrics and logs.
+#[derive(Clone, Debug)]
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
+    pub(crate) version: Arc<str>,
+    pub(crate) cluster: Arc<str>,
+}
+
+/// Per-endpoint counters kept for `/clusters`.
+#[derive(Debug, Default)]
+pub(crate) struct EndpointCounters {
+    pub(crate) active: AtomicU32,
+    pub(crate) requests: AtomicU64,
+}
+
+/// A cluster and the state that outlives config versions.
+pub(crate) struct Cluster {
+    pub(crate) key: ClusterKey,
+    pub(crate) endpoints: EndpointSet,
+    pub(crate) detector: Option<OutlierDetector>,
+    pub(crate) pool: ConnectionPoolLayer,
+    pub(crate) counters: Arc<Mutex<BTreeMap<SocketAddr, Arc<EndpointCounters>>>>,
+    pub(crate) policy: TrafficPolicy,
+    pub(crate) service: HttpService,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("key", &self.key).finish()
+    }
+}
+
+/// The endpoints of a cluster, for `/clusters`.
+#[derive(Debug, Serialize)]
+pub(crate) struct EndpointView {
+    pub(crate) address: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) weight: u32,
+    pub(crate) healthy: bool,
+    pub(crate) ejected: bool,
+    pub(crate) ejections_total: u64,
+    pub(crate) active_requests: u32,
+    pub(crate) requests_total: u64,
+}
+
+impl Cluster {
+    /// Builds a cluster for `key` over `endpoints` with `policy`.
+    pub(crate) fn build(
+        key: ClusterKey,
+        endpoints: Vec<Endpoint>,
+        protocol: Protocol,
+        policy: &TrafficPolicy,
+    ) -> Result<Cluster, BoxError> {
+        let set = EndpointSet::from_endpoints(endpoints);
+        let detector = policy
+            .outlier_detection
+            .as_ref()
+            .map(|od| OutlierDetector::new(outlier_config(od)));
+        let pool = ConnectionPoolLayer::new(pool_limits(policy));
+        let counters: Arc<Mutex<BTreeMap<SocketAddr, Arc<EndpointCounters>>>> = Arc::default();
+        let service = stack(
+            &key,
+            &set,
+            protocol,
+            policy,
+            detector.clone(),
+            pool.clone(),
+            counters.clone(),
+        )?;
+        Ok(Cluster {
+            key,
+            endpoints: set,
+            detector,
+            pool,
+            counters,
+            policy: policy.clone(),
+            service,
+        })
+    }
+
+    /// The endpoints with their health and load.
+    pub(crate) fn view(&self) -> Vec<EndpointView> {
+        let states = self
+            .detector
+            .as_ref()
+            .map(OutlierDetector::endpoints)
+            .unwrap_or_default();
+        let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        self.endpoints
+            .snapshot()
+            .into_iter()
+            .map(|ep| {
+                let state = states.iter().find(|s| s.addr == ep.addr());
+                let ejected = state.is_some_and(|s| s.ejected);
+                let c = counters.get(&ep.addr());
+                EndpointView {
+                    address: ep.addr().to_string(),
+                    labels: ep.labels().clone(),
+                    weight: ep.weight().get(),
+                    healthy: !ejected,
+                    ejected,
+                    ejections_total: state.map_or(0, |s| s.ejections_total),
+                    active_requests: c.map_or(0, |c| c.active.load(Ordering::Relaxed)),
+                    requests_total: c.map_or(0, |c| c.requests.load(Ordering::Relaxed)),
+                }
+            })
+            .collect()
+    }
+}
+
+fn outlier_config(od: &model::OutlierDetection) -> OutlierDetection {
+    let mut c = OutlierDetection::istio();
+    if let Some(n) = od.consecutive_5xx {
+        c.consecutive_5xx = n;
+    }
+    if let Some(n) = od.consecutive_gateway {
+        c.consecutive_gateway_errors = n;
+    }
+    if let Some(n) = od.consecutive_local_origin {
+        c.consecutive_local_origin_failures = n;
+    }
+    c.split_external_local_origin_errors = od.split_local_origin;
+    if let Some(d) = od.interval {
+        c.interval = d;
+    }
+    if let Some(d) = od.base_ejection_time {
+        c.base_ejection_time = d;
+    }
+    if let Some(p) = od.max_ejection_percent {
+        c.max_ejection_percent = p;
+    }
+    if let Some(p) = od.min_health_percent {
+        c.min_health_percent = p;
+    }
+    c
+}
+
+fn pool_limits(policy: &TrafficPolicy) -> PoolLimits {
+    let mut limits = PoolLimits::default();
+    if let Some(cp) = &policy.connection_pool {
+        let n = |v: Option<u32>, default: usize| v.map_or(default, |v| v as usize);
+        limits.max_requests = n(cp.max_requests, limits.max_requests);
+        limits.max_pending_requests = n(cp.max_pending_requests, limits.max_pending_requests);
+        limits.max_retries = n(cp.max_retries, limits.max_retries);
+        limits.max_connections = n(cp.max_connections, limits.max_connections);
+    }
+    limits
+}
+
+/// The load balancer the policy asks for (Istio's default: least request).
+pub(crate) fn load_balancer(policy: &TrafficPolicy) -> mesh_lb::LoadBalancer {
+    use model::{HashKey as K, LoadBalancer as L};
+    let key = |k: &K| match k {
+        K::Header(h) => mesh_lb::HashKey::header(h).unwrap_or(mesh_lb::HashKey::SourceIp),
+        K::Cookie { name, path, ttl } => mesh_lb::HashKey::cookie(name.clone(), path.clone(), *ttl),
+        K::SourceIp => mesh_lb::HashKey::SourceIp,
+        K::QueryParameter(q) => mesh_lb::HashKey::query_parameter(q.clone()),
+    };
+    match &policy.load_balancer {
+        None | Some(L::LeastRequest) => mesh_lb::LoadBalancer::least_request(),
+        Some(L::RoundRobin) => mesh_lb::LoadBalancer::RoundRobin,
+        Some(L::Random) => mesh_lb::LoadBalancer::Random,
+        Some(L::RingHash {
+            key: k,
+            minimum_ring_size,
+        }) => {
+            let mut r = mesh_lb::RingHash::new(key(k));
+            r.minimum_ring_size = *minimum_ring_size;
+            mesh_lb::LoadBalancer::RingHash(r)
+        }
+        Some(L::Maglev { key: k, table_size }) => {
+            let mut m = mesh_lb::Maglev::new(key(k));
+            m.table_size = *table_size;
+            mesh_lb::LoadBalancer::Maglev(m)
+        }
+    }
+}
+
+fn stack(
+    key: &ClusterKey,
+    set: &EndpointSet,
+    protocol: Protocol,
+    policy: &TrafficPolicy,
+    detector: Option<OutlierDetector>,
+    pool: ConnectionPoolLayer,
+    counters: Arc<Mutex<BTreeMap<SocketAddr, Arc<EndpointCounters>>>>,
+) -> Result<HttpService, BoxError> {
+    let connect_timeout = policy
+        .connection_pool
+        .as_ref()
+        .and_then(|cp| cp.connect_timeout)
+        .unwrap_or(Duration::from_secs(10));
+    let idle = policy
+        .connection_pool
+        .as_ref()
+        .and_then(|cp| cp.idle_timeout)
+        .unwrap_or(Duration::from_secs(3600));
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(idle)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new());
+    if matches!(protocol, Protocol::Http2 | Protocol::Grpc) {
+        builder.http2_only(true);
+    }
+    let client: Client<HttpConnector, Body> = builder.build(connector);
+    let cluster_name: Arc<str> = key.name().into();
+
+    let make_endpoint = move |ep: &Endpoint| {
+        let addr = ep.addr();
+        let version: Arc<str> = ep
+            .labels()
+            .get("version")
+            .map_or("unknown", String::as_str)
+            .into();
+        let upstream = Upstream {
+            addr,
+            version,
+            cluster: cluster_name.clone(),
+        };
+        let c = counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(addr)
+            .or_default()
+            .clone();
+        let client = client.clone();
+        tower::service_fn(move |req: Request<Body>| {
+            let client = client.clone();
+            let upstream = upstream.clone();
+            let c = c.clone();
+            async move {
+                c.active.fetch_add(1, Ordering::Relaxed);
+                c.requests.fetch_add(1, Ordering::Relaxed);
+                let attempt = req.extensions().get::<Attempt>().copied();
+                let result = send(&client, upstream.addr, req).await;
+                c.active.fetch_sub(1, Ordering::Relaxed);
+                let mut res = result?;
+                res.extensions_mut().insert(upstream);
+                if let Some(a) = attempt {
+                    res.extensions_mut().insert(a);
+                }
+                Ok::<_, BoxError>(res)
+            }
+        })
+    };
+
+    let lb = load_balancer(policy);
+    let service = match detector {
+        Some(detector) => {
+            let gate_detector = detector.clone();
+            let discover = set.discover().with_services(move |ep: &Endpoint| {
+                gate_detector
+                    .gate(ep.addr(), make_endpoint(ep))
+                    .map_response(box_response)
+            });
+            let balance = Balance::new(discover, lb)?;
+            let buffered = tower::buffer::Buffer::new(balance, 1024);
+            let guarded = detector.cluster_layer().layer(buffered);
+            BoxCloneSyncService::new(pool.layer(guarded))
+        }
+        None => {
+            let discover = set
+                .discover()
+                .with_services(move |ep: &Endpoint| make_endpoint(ep).map_response(box_response));
+            let balance = Balance::new(discover, lb)?;
+            let buffered = tower::buffer::Buffer::new(balance, 1024);
+            BoxCloneSyncService::new(pool.layer(buffered))
+        }
+    };
+    Ok(service)
+}
+
+fn box_response<B>(res: Response<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    res.map(body::boxed)
+}
+
+/// Sends `req` to `addr` with the pooled client; transport errors become
+/// the mesh's connect-failure or reset errors.
+async fn send(
+    client: &Client<HttpConnector, Body>,
+    addr: SocketAddr,
+    mut req: Request<Body>,
+) -> Result<Response<Incoming>, BoxError> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    *req.uri_mut() = Uri::builder()
+        .scheme("http")
+        .authority(addr.to_string())
+        .path_and_query(path)
+        .build()?;
+    match client.request(req).await {
+        Ok(res) => Ok(res),
+        Err(e) if e.is_connect() => Err(MeshError::ConnectFailure(Box::new(e)).into()),
+        Err(e) => Err(MeshError::UpstreamReset(Box::new(e)).into()),
+    }
+}
+
+/// The endpoints of `service` for `port`, narrowed to `selector`'s labels.
+pub(crate) fn endpoints_for(
+    service: &model::Service,
+    port: &model::ServicePort,
+    selector: Option<&LabelSelector>,
+) -> Vec<Endpoint> {
+    service
+        .endpoints
+        .iter()
+        .filter_map(|ep| {
+            let ip = ep.address.parse::<std::net::IpAddr>().ok()?;
+            let target = ep
+                .ports
+                .get(&port.name)
+                .copied()
+                .or(port.target_port)
+                .unwrap_or(port.number);
+            let endpoint = Endpoint::new(SocketAddr::new(ip, target))
+                .with_labels(ep.labels.clone())
+                .with_weight(ep.weight);
+            selector
+                .is_none_or(|s| s.matches(&endpoint))
+                .then_some(endpoint)
+        })
+        .collect()
+}

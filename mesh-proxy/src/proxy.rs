@@ -1,0 +1,625 @@
+//! The proxy's state: the config version in force as an immutable
+//! [`Snapshot`] swapped atomically, and the outbound request path over it.
+//!
+//! A snapshot holds, per service port, the router built from the service's
+//! VirtualService (or Istio's default route), and the clusters the routes
+//! reach. Requests take the snapshot they start with and keep it, so a reload
+//! never changes a request mid-flight; clusters whose policy did not change
+//! are carried into the next snapshot with their endpoint, outlier and load
+//! state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use futures_util::TryFutureExt;
+use http::header::HeaderValue;
+use http::{Request, Response, StatusCode};
+use mesh_core::classify::GrpcCode;
+use mesh_core::{BoxError, LabelSelector, RESPONSE_FLAGS_HEADER, ResponseFlag, ResponseFlags};
+use mesh_retry::budget::{ConcurrencyBudget, RetryBudget};
+use mesh_retry::{IstioRetries, RetryLayer, RetryPolicy, RetryStats};
+use mesh_route::{Role, Router, Target};
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+use crate::body::{self, Body};
+use crate::cluster::{Cluster, ClusterKey, HttpService, endpoints_for};
+use crate::config::model::{self, Config, Protocol};
+use crate::headers;
+use crate::metrics::Metrics;
+use crate::observe::DestinationService;
+
+/// The running proxy: the config in force and what outlives it.
+#[derive(Debug)]
+pub struct Proxy {
+    current: ArcSwap<Snapshot>,
+    metrics: Arc<Metrics>,
+    ready: AtomicBool,
+    listeners: Mutex<Vec<(String, SocketAddr)>>,
+    versions: AtomicU64,
+}
+
+/// One config version, ready to serve.
+pub(crate) struct Snapshot {
+    pub(crate) version: u64,
+    pub(crate) config: Arc<Config>,
+    pub(crate) clusters: BTreeMap<ClusterKey, Arc<Cluster>>,
+    hosts: HashMap<String, usize>,
+    services: Vec<ServiceRoutes>,
+    retry_stats: Vec<(ClusterKey, RetryStats)>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+struct ServiceRoutes {
+    ports: Vec<(u16, HttpService)>,
+}
+
+impl Snapshot {
+    /// Retries sent to a cluster, over all routes.
+    pub(crate) fn retries_for(&self, key: &ClusterKey) -> u64 {
+        self.retry_stats
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, s)| s.retries())
+            .sum()
+    }
+}
+
+impl Proxy {
+    /// A proxy serving `config` as version 1.
+    pub fn new(config: Config) -> Result<Arc<Proxy>, BoxError> {
+        let snapshot = build(config, 1, None)?;
+        Ok(Arc::new(Proxy {
+            current: ArcSwap::from_pointee(snapshot),
+            metrics: Arc::new(Metrics::new()),
+            ready: AtomicBool::new(false),
+            listeners: Mutex::default(),
+            versions: AtomicU64::new(1),
+        }))
+    }
+
+    /// Swaps in a new config; returns its version. On error the old config
+    /// stays in force.
+    pub fn reload(&self, config: Config) -> Result<u64, BoxError> {
+        let previous = self.current.load_full();
+        let version = self.versions.load(Ordering::Acquire) + 1;
+        let snapshot = build(config, version, Some(&previous))?;
+        self.versions.store(version, Ordering::Release);
+        self.current.store(Arc::new(snapshot));
+        Ok(version)
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub(crate) fn metrics_handle(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Whether the proxy is serving (not starting, not draining).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub(crate) fn add_listener(&self, name: String, addr: SocketAddr) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name, addr));
+    }
+
+    pub(crate) fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The short name of a host: `reviews` for `reviews.default.svc.cluster.local`.
+fn short_name(host: &str) -> &str {
+    host.split('.').next().unwrap_or(host)
+}
+
+/// What a destination's host names: the service index.
+fn find_service(config: &Config, hosts: &HashMap<String, usize>, host: &str) -> Option<usize> {
+    let _ = config;
+    hosts.get(&host.to_ascii_lowercase()).copied()
+}
+
+fn host_table(config: &Config) -> HashMap<String, usize> {
+    let mut hosts = HashMap::new();
+    // Full hosts win over short names; a short name shared by two services is
+    // ambiguous and left out.
+    let mut short: HashMap<String, Option<usize>> = HashMap::new();
+    for (i, s) in config.services.iter().enumerate() {
+        for h in &s.hosts {
+            hosts.insert(h.to_ascii_lowercase(), i);
+            let entry = short
+                .entry(short_name(h).to_ascii_lowercase())
+                .or_insert(Some(i));
+            if *entry != Some(i) {
+                *entry = None;
+            }
+        }
+    }
+    for (name, i) in short {
+        if let Some(i) = i {
+            hosts.entry(name).or_insert(i);
+        }
+    }
+    hosts
+}
+
+fn build(config: Config, version: u64, previous: Option<&Snapshot>) -> Result<Snapshot, BoxError> {
+    let config = Arc::new(config);
+    let hosts = host_table(&config);
+    let mut clusters: BTreeMap<ClusterKey, Arc<Cluster>> = BTreeMap::new();
+    let mut budgets: HashMap<ClusterKey, Arc<dyn RetryBudget>> = HashMap::new();
+    let mut retry_stats = Vec::new();
+    let mut services = Vec::new();
+
+    for service in &config.services {
+        let mut ports = Vec::new();
+        for port in &service.ports {
+            if port.protocol == Protocol::Tcp {
+                continue;
+            }
+            let routes = routes_for(&config, service, port.number);
+            let vs_routes: BTreeMap<String, &model::HttpRoute> = routes
+                .iter()
+                .filter_map(|(r, m)| Some((r.name.clone(), (*m)?)))
+                .collect();
+            let route_configs: Vec<mesh_route::RouteConfig> =
+                routes.iter().map(|(r, _)| r.clone()).collect();
+            let router = Router::builder(route_configs).build(|target: Target<'_>| {
+                destination_service(
+                    &config,
+                    &hosts,
+                    service,
+                    port.number,
+                    target,
+                    vs_routes.get(&target.route.name).copied(),
+                    previous,
+                    &mut clusters,
+                    &mut budgets,
+                    &mut retry_stats,
+                )
+            })?;
+            let svc: HttpService =
+                BoxCloneSyncService::new(router.map_request(|req: Request<Body>| req));
+            ports.push((port.number, svc));
+        }
+        services.push(ServiceRoutes { ports });
+    }
+    Ok(Snapshot {
+        version,
+        config,
+        clusters,
+        hosts,
+        services,
+        retry_stats,
+    })
+}
+
+/// The routes of a service port: its VirtualService's, or Istio's default
+/// route to the service itself. Each carries the model route it came from
+/// (for retries and timeout), `None` for the default route.
+fn routes_for<'a>(
+    config: &'a Config,
+    service: &model::Service,
+    port: u16,
+) -> Vec<(mesh_route::RouteConfig, Option<&'a model::HttpRoute>)>
+where
+{
+    let names: Vec<String> = service
+        .hosts
+        .iter()
+        .flat_map(|h| [h.to_ascii_lowercase(), short_name(h).to_ascii_lowercase()])
+        .collect();
+    let vs = config.virtual_services.iter().find(|vs| {
+        vs.hosts
+            .iter()
+            .any(|h| h == "*" || names.contains(&h.to_ascii_lowercase()))
+    });
+    match vs {
+        Some(vs) => vs
+            .http
+            .iter()
+            .filter_map(|r| route_config(r, port).map(|rc| (rc, Some(r))))
+            .collect(),
+        None => {
+            let host = service.hosts.first().cloned().unwrap_or_default();
+            let dest = mesh_route::Destination::new(host).with_port(port);
+            vec![(mesh_route::RouteConfig::to("default", dest), None)]
+        }
+    }
+}
+
+fn string_match(m: &model::StringMatch) -> mesh_route::StringMatch {
+    match m {
+        model::StringMatch::Exact(s) => mesh_route::StringMatch::exact(s),
+        model::StringMatch::Prefix(s) => mesh_route::StringMatch::prefix(s),
+        model::StringMatch::Regex(s) => mesh_route::StringMatch::regex(s),
+    }
+}
+
+fn header_ops(ops: &model::HeaderOperations) -> mesh_route::HeaderOperations {
+    let pair = |(k, v): (&String, &String)| {
+        Some((
+            http::HeaderName::try_from(k.as_str()).ok()?,
+            HeaderValue::try_from(v.as_str()).ok()?,
+        ))
+    };
+    mesh_route::HeaderOperations {
+        set: ops.set.iter().filter_map(pair).collect(),
+        add: ops.add.iter().filter_map(pair).collect(),
+        remove: ops
+            .remove
+            .iter()
+            .filter_map(|k| http::HeaderName::try_from(k.as_str()).ok())
+            .collect(),
+    }
+}
+
+fn headers(h: &model::HeaderOps) -> mesh_route::Headers {
+    mesh_route::Headers {
+        request: header_ops(&h.request),
+        response: header_ops(&h.response),
+    }
+}
+
+fn destination(d: &model::Destination) -> mesh_route::Destination {
+    mesh_route::Destination {
+        host: d.host.clone(),
+        subset: d.subset.clone(),
+        port: d.port,
+    }
+}
+
+fn grpc_code(name: &str) -> GrpcCode {
+    if let Ok(n) = name.trim().parse::<i32>() {
+        return GrpcCode::from_i32(n);
+    }
+    let wanted = name.trim().to_ascii_lowercase().replace('_', "-");
+    (0..=16)
+        .map(GrpcCode::from_i32)
+        .find(|c| c.name() == wanted)
+        .unwrap_or(GrpcCode::Unknown)
+}
+
+/// The mesh-route form of a model route, for one service port (match blocks
+/// for another port are left out; a route left with none is skipped).
+fn route_config(r: &model::HttpRoute, port: u16) -> Option<mesh_route::RouteConfig> {
+    let mut matches = Vec::new();
+    for m in &r.matches {
+        if m.port.is_some_and(|p| p != port) {
+            continue;
+        }
+        let mut hm = mesh_route::HttpMatch::default().ignore_uri_case(m.ignore_uri_case);
+        if let Some(n) = &m.name {
+            hm = hm.named(n);
+        }
+        if let Some(u) = &m.uri {
+            hm = hm.with_uri(string_match(u));
+        }
+        if let Some(u) = &m.scheme {
+            hm = hm.with_scheme(string_match(u));
+        }
+        if let Some(u) = &m.method {
+            hm = hm.with_method(string_match(u));
+        }
+        if let Some(u) = &m.authority {
+            hm = hm.with_authority(string_match(u));
+        }
+        for (name, v) in &m.headers {
+            if let Ok(name) = http::HeaderName::try_from(name.as_str()) {
+                hm = match v {
+                    model::StringMatch::Prefix(p) if p.is_empty() => hm.with_header_present(name),
+                    v => hm.with_header(name, string_match(v)),
+                };
+            }
+        }
+        for (name, v) in &m.without_headers {
+            if let Ok(name) = http::HeaderName::try_from(name.as_str()) {
+                let value = match v {
+                    model::StringMatch::Prefix(p) if p.is_empty() => None,
+                    v => Some(string_match(v)),
+                };
+                hm = hm.without_header(name, value);
+            }
+        }
+        for (name, v) in &m.query_params {
+            hm = hm.with_query_param(name, string_match(v));
+        }
+        matches.push(hm);
+    }
+    if !r.matches.is_empty() && matches.is_empty() {
+        return None;
+    }
+    let mut rc = match &r.redirect {
+        Some(red) => mesh_route::RouteConfig::redirect(
+            &r.name,
+            mesh_route::Redirect {
+                uri: red.uri.clone(),
+                authority: red.authority.clone(),
+                redirect_code: StatusCode::from_u16(red.code)
+                    .unwrap_or(StatusCode::MOVED_PERMANENTLY),
+                ..Default::default()
+            },
+        ),
+        None => mesh_route::RouteConfig::forward(
+            &r.name,
+            r.route
+                .iter()
+                .map(|d| {
+                    mesh_route::WeightedDestination::new(destination(&d.destination), d.weight)
+                        .with_headers(headers(&d.headers))
+                })
+                .collect(),
+        ),
+    };
+    for m in matches {
+        rc = rc.with_match(m);
+    }
+    if let Some(f) = &r.fault {
+        rc = rc.with_fault(mesh_route::FaultConfig {
+            delay: f.delay.map(|(d, p)| mesh_route::DelayFault {
+                fixed_delay: d,
+                percentage: p,
+            }),
+            abort: f.abort.as_ref().map(|(a, p)| mesh_route::AbortFault {
+                status: match a {
+                    model::Abort::Http(code) => mesh_route::AbortStatus::Http(
+                        StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                    ),
+                    model::Abort::Grpc(name) => mesh_route::AbortStatus::Grpc(grpc_code(name)),
+                },
+                percentage: *p,
+            }),
+        });
+    }
+    for m in &r.mirrors {
+        rc = rc.with_mirror(mesh_route::MirrorPolicy::new(
+            destination(&m.destination),
+            Some(m.percentage),
+        ));
+    }
+    rc = rc.with_headers(headers(&r.headers));
+    if let Some(rw) = &r.rewrite {
+        rc = rc.with_rewrite(mesh_route::Rewrite {
+            uri: rw.uri.clone(),
+            authority: rw.authority.clone(),
+        });
+    }
+    Some(rc)
+}
+
+type DestinationSvc =
+    BoxCloneSyncService<Request<mesh_route::RouteBody<Body>>, Response<Body>, BoxError>;
+
+#[allow(clippy::too_many_arguments)] // one call site: the snapshot builder's pieces
+fn destination_service(
+    config: &Config,
+    hosts: &HashMap<String, usize>,
+    from_service: &model::Service,
+    from_port: u16,
+    target: Target<'_>,
+    route: Option<&model::HttpRoute>,
+    previous: Option<&Snapshot>,
+    clusters: &mut BTreeMap<ClusterKey, Arc<Cluster>>,
+    budgets: &mut HashMap<ClusterKey, Arc<dyn RetryBudget>>,
+    retry_stats: &mut Vec<(ClusterKey, RetryStats)>,
+) -> Result<DestinationSvc, BoxError> {
+    let dest = target.destination;
+    let Some(si) = find_service(config, hosts, &dest.host) else {
+        return Err(format!("no ServiceEntry has host {:?}", dest.host).into());
+    };
+    let service = &config.services[si];
+    let same = std::ptr::eq(service, from_service);
+    let port = match dest.port {
+        Some(p) => service.ports.iter().find(|sp| sp.number == p),
+        None if same => service.ports.iter().find(|sp| sp.number == from_port),
+        None => service.ports.first(),
+    }
+    .ok_or_else(|| format!("service {} has no port {:?}", service.name, dest.port))?;
+    let canonical = service.hosts.first().cloned().unwrap_or_default();
+    let key = ClusterKey {
+        host: canonical.clone(),
+        subset: dest.subset.clone(),
+        port: port.number,
+    };
+    let rule = config.destination_rules.iter().find(|dr| {
+        service.hosts.iter().any(|h| {
+            h.eq_ignore_ascii_case(&dr.host) || short_name(h).eq_ignore_ascii_case(&dr.host)
+        })
+    });
+    let (policy, selector) = match (&dest.subset, rule) {
+        (None, Some(dr)) => (dr.traffic_policy.clone(), None),
+        (None, None) => (model::TrafficPolicy::default(), None),
+        (Some(subset), Some(dr)) => match dr.subsets.iter().find(|s| &s.name == subset) {
+            Some(s) => (
+                s.traffic_policy.clone(),
+                Some(LabelSelector::from(s.labels.clone())),
+            ),
+            None => {
+                return Err(format!("DestinationRule {} has no subset {subset:?}", dr.name).into());
+            }
+        },
+        (Some(subset), None) => {
+            return Err(
+                format!("no DestinationRule defines subset {subset:?} of {canonical}").into(),
+            );
+        }
+    };
+    let endpoints = endpoints_for(service, port, selector.as_ref());
+    let cluster = match clusters.get(&key) {
+        Some(c) => c.clone(),
+        None => {
+            let reused = previous
+                .and_then(|p| p.clusters.get(&key))
+                .filter(|c| c.policy == policy)
+                .cloned();
+            let c = match reused {
+                Some(c) => {
+                    c.endpoints.replace(endpoints);
+                    c
+                }
+                None => Arc::new(Cluster::build(
+                    key.clone(),
+                    endpoints,
+                    port.protocol,
+                    &policy,
+                )?),
+            };
+            clusters.insert(key.clone(), c.clone());
+            c
+        }
+    };
+    let dest_info = DestinationService {
+        host: canonical.into(),
+        name: service.name.clone().into(),
+    };
+    let base = cluster.service.clone();
+    let tag = move |mut res: Response<Body>| {
+        res.extensions_mut().insert(dest_info.clone());
+        res
+    };
+    if target.role == Role::Mirror {
+        return Ok(BoxCloneSyncService::new(
+            ServiceBuilder::new()
+                .map_response(tag)
+                .map_request(|req: Request<mesh_route::RouteBody<Body>>| req.map(body::boxed))
+                .service(base),
+        ));
+    }
+    let istio = route
+        .and_then(|r| r.retries.as_ref())
+        .map(|r| IstioRetries {
+            attempts: Some(i64::from(r.attempts)),
+            per_try_timeout: r.per_try_timeout,
+            retry_on: r.retry_on.clone(),
+            backoff: r.backoff,
+        });
+    let timeout = route.and_then(|r| r.timeout);
+    let policy_r: RetryPolicy = RetryPolicy::from_istio(istio.as_ref(), timeout)?;
+    let mut layer = RetryLayer::new(policy_r).limit(cluster.pool.retry_limit());
+    if let Some(b) = &policy.retry_budget {
+        let budget = match budgets.get(&key) {
+            Some(b) => b.clone(),
+            None => {
+                let b: Arc<dyn RetryBudget> =
+                    Arc::new(ConcurrencyBudget::new(b.percent, b.min_retry_concurrency)?);
+                budgets.insert(key.clone(), b.clone());
+                b
+            }
+        };
+        layer = layer.budget(budget);
+    }
+    retry_stats.push((key, layer.stats()));
+    Ok(BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .map_response(tag)
+            .layer(layer)
+            .map_request(
+                |req: Request<mesh_retry::RetryBody<mesh_route::RouteBody<Body>>>| {
+                    req.map(body::boxed)
+                },
+            )
+            .service(base),
+    ))
+}
+
+/// The outbound request path: the Host/`:authority` picks the service and
+/// port, the port's router does the rest. Unknown hosts get 502 `NR`, never
+/// forwarded elsewhere (Istio's REGISTRY_ONLY).
+#[derive(Clone, Debug)]
+pub(crate) struct Outbound {
+    proxy: Arc<Proxy>,
+}
+
+impl Outbound {
+    pub(crate) fn new(proxy: Arc<Proxy>) -> Self {
+        Outbound { proxy }
+    }
+}
+
+fn unknown_host(host: &str) -> Response<Body> {
+    let mut res = Response::new(body::full(format!("no service for host {host:?}\n")));
+    *res.status_mut() = StatusCode::BAD_GATEWAY;
+    res.headers_mut()
+        .insert(RESPONSE_FLAGS_HEADER, HeaderValue::from_static("NR"));
+    res.extensions_mut()
+        .insert(ResponseFlags::from(ResponseFlag::NoRouteFound));
+    res
+}
+
+/// The host and port a request names (absolute-form URI first, then `Host`).
+fn target_of<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
+    let authority = match req.uri().authority() {
+        Some(a) => a.clone(),
+        None => req
+            .headers()
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()?,
+    };
+    Some((authority.host().to_ascii_lowercase(), authority.port_u16()))
+}
+
+impl Service<Request<Body>> for Outbound {
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let snapshot = self.proxy.snapshot();
+        headers::strip_hop_by_hop(req.headers_mut());
+        let Some((host, port)) = target_of(&req) else {
+            return Box::pin(std::future::ready(Ok(unknown_host(""))));
+        };
+        let Some(&si) = snapshot.hosts.get(&host) else {
+            return Box::pin(std::future::ready(Ok(unknown_host(&host))));
+        };
+        let routes = &snapshot.services[si].ports;
+        let svc = match port {
+            Some(p) => routes.iter().find(|(n, _)| *n == p),
+            None => routes.first(),
+        };
+        let Some((_, svc)) = svc else {
+            return Box::pin(std::future::ready(Ok(unknown_host(&host))));
+        };
+        Box::pin(svc.clone().oneshot(req).map_ok(|mut res| {
+            headers::strip_hop_by_hop(res.headers_mut());
+            res
+        }))
+    }
+}

@@ -27,7 +27,7 @@
 //! user `jason` always sent to `v2`, and a 404 `NR` for what no route takes:
 //!
 //! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), mesh_core::BoxError> {
 //! use std::convert::Infallible;
 //! use http::{HeaderName, Request, Response};
 //! use mesh_core::MeshError;

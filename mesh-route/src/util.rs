@@ -147,14 +147,15 @@ mod tests {
 
     #[test]
     fn authority_is_set_in_uri_and_host() {
-        let mut req = Request::builder()
-            .uri("http://a:1/p?q")
-            .body(())
-            .unwrap();
+        let mut req = Request::builder().uri("http://a:1/p?q").body(()).unwrap();
         assert!(set_authority(&mut req, "b:2"));
         assert_eq!(req.uri().to_string(), "http://b:2/p?q");
         assert_eq!(req.headers()[HOST], "b:2");
-        let mut req = Request::builder().uri("/p").header(HOST, "a").body(()).unwrap();
+        let mut req = Request::builder()
+            .uri("/p")
+            .header(HOST, "a")
+            .body(())
+            .unwrap();
         assert!(set_authority(&mut req, "c"));
         assert_eq!(authority_of(&req), Some("c"));
         assert!(!set_authority(&mut req, "bad host\n"));

@@ -44,7 +44,9 @@ enum Behaviour {
 }
 
 /// Starts a server on 127.0.0.1:0 that counts requests and reports each one.
-async fn server(behaviour: Behaviour) -> (SocketAddr, Arc<AtomicUsize>, mpsc::UnboundedReceiver<Seen>) {
+async fn server(
+    behaviour: Behaviour,
+) -> (SocketAddr, Arc<AtomicUsize>, mpsc::UnboundedReceiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let count = Arc::new(AtomicUsize::new(0));
@@ -52,14 +54,19 @@ async fn server(behaviour: Behaviour) -> (SocketAddr, Arc<AtomicUsize>, mpsc::Un
     let c = count.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let (c, tx, behaviour) = (c.clone(), tx.clone(), behaviour.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let (c, tx, behaviour) = (c.clone(), tx.clone(), behaviour.clone());
                     async move {
                         c.fetch_add(1, Ordering::SeqCst);
-                        let host = req.headers().get("host").map(|h| h.to_str().unwrap().to_owned());
+                        let host = req
+                            .headers()
+                            .get("host")
+                            .map(|h| h.to_str().unwrap().to_owned());
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         let _ = tx.send((host.unwrap_or_default(), body));
                         let text = match behaviour {
@@ -77,7 +84,10 @@ async fn server(behaviour: Behaviour) -> (SocketAddr, Arc<AtomicUsize>, mpsc::Un
                             }
                         };
                         Ok::<_, Infallible>(
-                            Response::builder().status(status).body(Full::new(Bytes::from(text))).unwrap(),
+                            Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::from(text)))
+                                .unwrap(),
                         )
                     }
                 });
@@ -99,7 +109,11 @@ fn endpoint(client: Client<HttpConnector, ReqBody>, addr: SocketAddr) -> Dest {
     BoxCloneSyncService::new(tower::service_fn(move |mut req: Request<ReqBody>| {
         let client = client.clone();
         async move {
-            let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
             *req.uri_mut() = format!("http://{addr}{pq}").parse()?;
             let res = client.request(req).await?;
             let (parts, body) = res.into_parts();
@@ -128,7 +142,10 @@ async fn full_abort_never_reaches_the_upstream() {
     // virtual-service-ratings-test-abort.yaml
     let routes = vec![
         RouteConfig::to("jason", Destination::new("ratings").with_subset("v1"))
-            .with_match(HttpMatch::default().with_header(HeaderName::from_static("end-user"), StringMatch::exact("jason")))
+            .with_match(HttpMatch::default().with_header(
+                HeaderName::from_static("end-user"),
+                StringMatch::exact("jason"),
+            ))
             .with_fault(FaultConfig {
                 delay: None,
                 abort: Some(AbortFault {
@@ -138,14 +155,20 @@ async fn full_abort_never_reaches_the_upstream() {
             }),
         RouteConfig::to("rest", Destination::new("ratings").with_subset("v1")),
     ];
-    let router = Router::builder(routes).build(|_| Ok(endpoint(client.clone(), addr))).unwrap();
+    let router = Router::builder(routes)
+        .build(|_| Ok(endpoint(client.clone(), addr)))
+        .unwrap();
     for _ in 0..200 {
         let err = router.clone().oneshot(post("x")).await.unwrap_err();
         let res = MeshError::find(&*err).unwrap().to_response::<String>();
         assert_eq!(res.status(), 500);
         assert_eq!(res.headers()[RESPONSE_FLAGS_HEADER], "FI");
     }
-    assert_eq!(count.load(Ordering::SeqCst), 0, "no aborted request reached the server");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        0,
+        "no aborted request reached the server"
+    );
     // The same upstream is reachable for everyone else: the count works.
     let mut other = post("y");
     other.headers_mut().remove("end-user");
@@ -155,16 +178,27 @@ async fn full_abort_never_reaches_the_upstream() {
 }
 
 /// A router: everything to `primary`, mirrored 100 % to `shadow`.
-fn mirrored(primary: SocketAddr, shadow: SocketAddr, stats: &MirrorStats) -> Router<impl Clone + tower::Service<Request<Full<Bytes>>, Response = Response<Bytes>, Error = BoxError>> {
+fn mirrored(
+    primary: SocketAddr,
+    shadow: SocketAddr,
+    stats: &MirrorStats,
+) -> Router<
+    impl Clone + tower::Service<Request<Full<Bytes>>, Response = Response<Bytes>, Error = BoxError>,
+> {
     let client = client();
     let routes = vec![
-        RouteConfig::to("reviews", Destination::new("reviews").with_subset("v1"))
-            .with_mirror(MirrorPolicy::new(Destination::new("reviews").with_subset("v2"), None)),
+        RouteConfig::to("reviews", Destination::new("reviews").with_subset("v1")).with_mirror(
+            MirrorPolicy::new(Destination::new("reviews").with_subset("v2"), None),
+        ),
     ];
     Router::builder(routes)
         .mirror_stats(stats.clone())
         .build(move |t| {
-            let addr = if t.destination.subset.as_deref() == Some("v2") { shadow } else { primary };
+            let addr = if t.destination.subset.as_deref() == Some("v2") {
+                shadow
+            } else {
+                primary
+            };
             Ok(endpoint(client.clone(), addr))
         })
         .unwrap()
@@ -177,8 +211,14 @@ async fn shadow_receives_the_copy_with_a_shadow_host() {
     let stats = MirrorStats::new();
     let router = mirrored(primary, shadow, &stats);
     let res = router.oneshot(post("the body")).await.unwrap();
-    assert_eq!((res.status(), res.body().as_ref()), (StatusCode::OK, &b"primary"[..]));
-    assert_eq!(primary_seen.recv().await.unwrap(), ("reviews:9080".into(), Bytes::from("the body")));
+    assert_eq!(
+        (res.status(), res.body().as_ref()),
+        (StatusCode::OK, &b"primary"[..])
+    );
+    assert_eq!(
+        primary_seen.recv().await.unwrap(),
+        ("reviews:9080".into(), Bytes::from("the body"))
+    );
     let (host, body) = shadow_seen.recv().await.unwrap();
     assert_eq!(host, "reviews-shadow:9080");
     assert_eq!(body, "the body");
@@ -216,18 +256,26 @@ async fn hanging_shadow_does_not_delay_the_client() {
     // any timing threshold (the 10 s timeout only turns a hang into a failure).
     let (release, gate) = oneshot::channel();
     let (primary, _, _) = server(Behaviour::Ok("primary")).await;
-    let (shadow, _, mut shadow_seen) =
-        server(Behaviour::Hold(Arc::new(tokio::sync::Mutex::new(Some(gate))))).await;
+    let (shadow, _, mut shadow_seen) = server(Behaviour::Hold(Arc::new(tokio::sync::Mutex::new(
+        Some(gate),
+    ))))
+    .await;
     let stats = MirrorStats::new();
     let router = mirrored(primary, shadow, &stats);
     let res = tokio::time::timeout(Duration::from_secs(10), router.oneshot(post("b")))
         .await
         .expect("the client is not held by the shadow")
         .unwrap();
-    assert_eq!((res.status(), res.body().as_ref()), (StatusCode::OK, &b"primary"[..]));
+    assert_eq!(
+        (res.status(), res.body().as_ref()),
+        (StatusCode::OK, &b"primary"[..])
+    );
     // The shadow has the copy and is still holding it: it was hanging while
     // the client got its answer.
-    let (host, _) = tokio::time::timeout(Duration::from_secs(10), shadow_seen.recv()).await.unwrap().unwrap();
+    let (host, _) = tokio::time::timeout(Duration::from_secs(10), shadow_seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(host, "reviews-shadow:9080");
     assert_eq!(stats.completed(), 0, "the shadow has not answered yet");
     release.send(()).unwrap();

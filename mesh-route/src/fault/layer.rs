@@ -47,7 +47,8 @@ impl FaultLayer {
             }
             None => None,
         };
-        let config = (delay.is_some() || abort.is_some()).then(|| Arc::new(Compiled { delay, abort }));
+        let config =
+            (delay.is_some() || abort.is_some()).then(|| Arc::new(Compiled { delay, abort }));
         Ok(FaultLayer { config })
     }
 

@@ -69,7 +69,13 @@ async fn unset_percentage_injects_nothing() {
     let mut svc = ServiceBuilder::new().layer(fault).service(upstream(&calls));
     let start = Instant::now();
     for _ in 0..100 {
-        let res = svc.ready().await.unwrap().call(Request::new(())).await.unwrap();
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
         assert!(res.headers().get(RESPONSE_FLAGS_HEADER).is_none());
     }
     assert_eq!(start.elapsed(), Duration::ZERO);
@@ -87,7 +93,13 @@ async fn full_abort_never_calls_the_inner_service() {
     .unwrap();
     let mut svc = ServiceBuilder::new().layer(fault).service(upstream(&calls));
     for _ in 0..100 {
-        let err = svc.ready().await.unwrap().call(Request::new(())).await.unwrap_err();
+        let err = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap_err();
         let mesh = MeshError::find(&*err).unwrap();
         assert!(matches!(mesh, MeshError::FaultAbort(s) if s.as_u16() == 555));
         let res = mesh.to_response::<String>();
@@ -146,7 +158,14 @@ async fn partial_abort_hits_its_share() {
     let mut svc = ServiceBuilder::new().layer(fault).service(upstream(&calls));
     let mut aborted = 0i64;
     for _ in 0..10_000 {
-        if svc.ready().await.unwrap().call(Request::new(())).await.is_err() {
+        if svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .is_err()
+        {
             aborted += 1;
         }
     }
@@ -158,19 +177,31 @@ async fn partial_abort_hits_its_share() {
 fn invalid_faults_are_refused() {
     let bad = [
         (
-            FaultConfig { delay: None, abort: abort(500, 150.0) },
+            FaultConfig {
+                delay: None,
+                abort: abort(500, 150.0),
+            },
             "percentage",
         ),
         (
-            FaultConfig { delay: delay(0, 10.0), abort: None },
+            FaultConfig {
+                delay: delay(0, 10.0),
+                abort: None,
+            },
             "shorter than 1ms",
         ),
         (
-            FaultConfig { delay: None, abort: abort(999, 10.0) },
+            FaultConfig {
+                delay: None,
+                abort: abort(999, 10.0),
+            },
             "200-599",
         ),
         (
-            FaultConfig { delay: delay(10, f64::NAN), abort: None },
+            FaultConfig {
+                delay: delay(10, f64::NAN),
+                abort: None,
+            },
             "percentage",
         ),
     ];
@@ -179,9 +210,12 @@ fn invalid_faults_are_refused() {
         assert!(err.to_string().contains(says), "{err}");
     }
     assert!(matches!(
-        FaultLayer::new(FaultConfig { delay: None, abort: abort(100, 1.0) })
-            .unwrap_err()
-            .kind(),
+        FaultLayer::new(FaultConfig {
+            delay: None,
+            abort: abort(100, 1.0)
+        })
+        .unwrap_err()
+        .kind(),
         ConfigErrorKind::AbortStatus(_)
     ));
 }

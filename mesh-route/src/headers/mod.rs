@@ -58,12 +58,11 @@ pub(crate) fn apply_to_request<B>(ops: &HeaderOperations, req: &mut Request<B>) 
         req.headers_mut().remove(name);
     }
     for (name, value) in &ops.set {
-        if name == HOST {
-            if let Ok(v) = value.to_str()
-                && set_authority(req, v)
-            {
-                continue;
-            }
+        if name == HOST
+            && let Ok(v) = value.to_str()
+            && set_authority(req, v)
+        {
+            continue;
         }
         req.headers_mut().insert(name.clone(), value.clone());
     }

@@ -9,11 +9,14 @@ use crate::config::{ConfigError, ConfigErrorKind, HeaderMatch, HttpMatch};
 use crate::util::authority_of;
 
 /// The compiled `match` list of one route: matches a request when any block
-/// does (an empty list matches everything). See the [module docs](self).
+/// does (an empty list matches everything). See the [module docs](crate::matching).
 #[derive(Clone, Debug)]
 pub struct RouteMatcher {
     blocks: Box<[BlockMatcher]>,
 }
+
+/// Header names and what their values must match (`None`: presence).
+type HeaderMatchers = Box<[(HeaderName, Option<CompiledString>)]>;
 
 /// One compiled `HTTPMatchRequest`.
 #[derive(Clone, Debug)]
@@ -23,8 +26,8 @@ struct BlockMatcher {
     scheme: Option<CompiledString>,
     method: Option<CompiledString>,
     authority: Option<CompiledString>,
-    headers: Box<[(HeaderName, Option<CompiledString>)]>,
-    without_headers: Box<[(HeaderName, Option<CompiledString>)]>,
+    headers: HeaderMatchers,
+    without_headers: HeaderMatchers,
     query_params: Box<[(Box<str>, CompiledString)]>,
 }
 
@@ -90,9 +93,7 @@ fn ignored_header(name: &HeaderName) -> bool {
     matches!(name.as_str(), "uri" | "scheme" | "method" | "authority")
 }
 
-fn compile_headers(
-    list: &[HeaderMatch],
-) -> Result<Box<[(HeaderName, Option<CompiledString>)]>, ConfigError> {
+fn compile_headers(list: &[HeaderMatch]) -> Result<HeaderMatchers, ConfigError> {
     list.iter()
         .filter(|h| !ignored_header(&h.name))
         .map(|h| {
@@ -175,10 +176,9 @@ impl BlockMatcher {
         }
         if !self.query_params.is_empty() {
             let query = req.uri().query().unwrap_or("");
-            return self
-                .query_params
-                .iter()
-                .all(|(name, m)| query_value(query, name).is_some_and(|v| m.matches(v.as_bytes())));
+            return self.query_params.iter().all(|(name, m)| {
+                query_value(query, name).is_some_and(|v| m.matches(v.as_bytes()))
+            });
         }
         true
     }

@@ -65,7 +65,11 @@ fn bookinfo_gateway_uris() {
         blocks,
         vec![
             case("exact", req("/productpage", &[]), Some(0)),
-            case("exact ignores the query", req("/productpage?u=test", &[]), Some(0)),
+            case(
+                "exact ignores the query",
+                req("/productpage?u=test", &[]),
+                Some(0),
+            ),
             case("exact is not a prefix", req("/productpage/1", &[]), None),
             case("exact is case-sensitive", req("/ProductPage", &[]), None),
             case("prefix", req("/static/bootstrap.css", &[]), Some(1)),
@@ -88,12 +92,28 @@ fn bookinfo_end_user_header() {
     run(
         blocks,
         vec![
-            case("jason", req("/reviews/0", &[("end-user", "jason")]), Some(0)),
-            case("value is case-sensitive", req("/", &[("end-user", "Jason")]), None),
-            case("exact, not prefix", req("/", &[("end-user", "jason2")]), None),
+            case(
+                "jason",
+                req("/reviews/0", &[("end-user", "jason")]),
+                Some(0),
+            ),
+            case(
+                "value is case-sensitive",
+                req("/", &[("end-user", "Jason")]),
+                None,
+            ),
+            case(
+                "exact, not prefix",
+                req("/", &[("end-user", "jason2")]),
+                None,
+            ),
             case("absent", req("/", &[]), None),
             case("another header", req("/", &[("x-user", "jason")]), None),
-            case("several values joined", req("/", &[("end-user", "jason"), ("end-user", "bob")]), None),
+            case(
+                "several values joined",
+                req("/", &[("end-user", "jason"), ("end-user", "bob")]),
+                None,
+            ),
         ],
     );
 }
@@ -104,7 +124,10 @@ fn catch_all_matches_everything() {
     assert!(m.matches(&req("/anything?at=all", &[])));
     assert!(m.is_empty());
     // An empty block (no condition) matches everything too.
-    run(vec![HttpMatch::default()], vec![case("empty block", req("/x", &[]), Some(0))]);
+    run(
+        vec![HttpMatch::default()],
+        vec![case("empty block", req("/x", &[]), Some(0))],
+    );
 }
 
 #[test]
@@ -114,9 +137,17 @@ fn regex_matches_the_whole_path() {
         blocks,
         vec![
             case("full match", req("/api/v2/users", &[]), Some(0)),
-            case("not anchored at the start", req("/x/api/v2/users", &[]), None),
+            case(
+                "not anchored at the start",
+                req("/x/api/v2/users", &[]),
+                None,
+            ),
             case("query stripped", req("/api/v1/x?y=/z", &[]), Some(0)),
-            case("alternation is anchored as a whole", req("/a", &[]), Some(1)),
+            case(
+                "alternation is anchored as a whole",
+                req("/a", &[]),
+                Some(1),
+            ),
             case("alternation: /b", req("/b", &[]), Some(1)),
             case("alternation, not a prefix", req("/a/x", &[]), None),
             case("alternation, not a suffix", req("/x/b", &[]), None),
@@ -149,7 +180,11 @@ fn query_params_exact_and_empty() {
     run(
         blocks,
         vec![
-            case("?debug alone has the value \"\"", req("/p?debug", &[]), Some(0)),
+            case(
+                "?debug alone has the value \"\"",
+                req("/p?debug", &[]),
+                Some(0),
+            ),
             case("?debug= too", req("/p?x=1&debug=", &[]), Some(0)),
             case("a value is not \"\"", req("/p?debug=1", &[]), None),
             case("raw, not decoded", req("/p?user=a%20b", &[]), Some(1)),
@@ -167,8 +202,8 @@ fn regex_that_escapes_its_anchors_is_refused() {
     let err = RouteMatcher::new(&[uri(regex("(unclosed"))]).unwrap_err();
     assert!(err.to_string().contains("(unclosed"), "{err}");
     // A huge pattern is refused rather than compiled.
-    let big = format!("(a{{1000}}){{1000}}");
-    assert!(RouteMatcher::new(&[uri(regex(&big))]).is_err());
+    let big = "(a{1000}){1000}";
+    assert!(RouteMatcher::new(&[uri(regex(big))]).is_err());
 }
 
 #[test]
@@ -191,7 +226,10 @@ fn ignore_uri_case_for_exact_and_prefix_only() {
         ],
     );
     // Without the flag, case matters.
-    run(vec![uri(exact("/Login"))], vec![case("sensitive", req("/login", &[]), None)]);
+    run(
+        vec![uri(exact("/Login"))],
+        vec![case("sensitive", req("/login", &[]), None)],
+    );
 }
 
 #[test]
@@ -206,7 +244,11 @@ fn header_presence_and_absence() {
         blocks,
         vec![
             case("neither", req("/", &[]), Some(0)),
-            case("x-canary present (any value)", req("/", &[("x-canary", "")]), None),
+            case(
+                "x-canary present (any value)",
+                req("/", &[("x-canary", "")]),
+                None,
+            ),
             case("x-env=test", req("/", &[("x-env", "test")]), None),
             case("x-env=prod", req("/", &[("x-env", "prod")]), Some(0)),
         ],
@@ -233,7 +275,11 @@ fn header_prefix_regex_and_joined_values() {
         vec![
             case("prefix", req("/", &[("user-agent", "curl/8.0")]), Some(0)),
             case("prefix miss", req("/", &[("user-agent", "Mozilla")]), None),
-            case("joined with commas", req("/", &[("x-ids", "1"), ("x-ids", "22")]), Some(1)),
+            case(
+                "joined with commas",
+                req("/", &[("x-ids", "1"), ("x-ids", "22")]),
+                Some(1),
+            ),
             case("regex whole value", req("/", &[("x-ids", "1,a")]), None),
         ],
     );
@@ -263,13 +309,33 @@ fn method_authority_scheme() {
         vec![
             case("method", post, Some(0)),
             case("method is exact and case-sensitive", req("/", &[]), None),
-            case("authority from Host", req("/", &[("host", "reviews:9080")]), Some(1)),
-            case("authority as received: port matters", req("/", &[("host", "reviews")]), None),
-            case("authority from the URI", req("http://reviews:9080/", &[]), Some(1)),
+            case(
+                "authority from Host",
+                req("/", &[("host", "reviews:9080")]),
+                Some(1),
+            ),
+            case(
+                "authority as received: port matters",
+                req("/", &[("host", "reviews")]),
+                None,
+            ),
+            case(
+                "authority from the URI",
+                req("http://reviews:9080/", &[]),
+                Some(1),
+            ),
             case("scheme from the URI", req("https://x/", &[]), Some(2)),
             case("origin-form is http", req("/", &[("host", "x")]), None),
-            case("authority regex", req("/", &[("host", "ratings.default")]), Some(3)),
-            case("authority regex is anchored", req("/", &[("host", "ratings.default.svc")]), None),
+            case(
+                "authority regex",
+                req("/", &[("host", "ratings.default")]),
+                Some(3),
+            ),
+            case(
+                "authority regex is anchored",
+                req("/", &[("host", "ratings.default.svc")]),
+                None,
+            ),
         ],
     );
 }
@@ -285,9 +351,17 @@ fn conditions_and_blocks_or() {
     run(
         blocks,
         vec![
-            case("both conditions", req("/reviews/1", &[("end-user", "jason")]), Some(0)),
+            case(
+                "both conditions",
+                req("/reviews/1", &[("end-user", "jason")]),
+                Some(0),
+            ),
             case("uri only: AND fails", req("/reviews/1", &[]), None),
-            case("header only: AND fails", req("/ratings", &[("end-user", "jason")]), None),
+            case(
+                "header only: AND fails",
+                req("/ratings", &[("end-user", "jason")]),
+                None,
+            ),
             case("second block", req("/health", &[]), Some(1)),
         ],
     );
@@ -300,7 +374,11 @@ fn paths_are_compared_as_received() {
     run(
         blocks,
         vec![
-            case("dot-dot stays under /public", req("/public/../admin", &[]), Some(1)),
+            case(
+                "dot-dot stays under /public",
+                req("/public/../admin", &[]),
+                Some(1),
+            ),
             case("dot segment", req("/./admin", &[]), None),
             case("double slash", req("//admin", &[]), None),
             case("percent-encoded letter", req("/%61dmin", &[]), None),

@@ -108,8 +108,10 @@ where
             runtime.spawn(shadow.run(settings.timeout));
         }
         drop(done_rx);
-        self.inner
-            .call(Request::from_parts(parts, RouteBody::primary(replay, done_tx)))
+        self.inner.call(Request::from_parts(
+            parts,
+            RouteBody::primary(replay, done_tx),
+        ))
     }
 }
 

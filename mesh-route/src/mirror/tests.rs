@@ -145,7 +145,9 @@ async fn hanging_shadows_are_bounded_and_never_delay_the_primary() {
 #[tokio::test]
 async fn bodies_over_the_cap_are_not_mirrored() {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let layer = MirrorLayer::new().with_target(recording(tx), None).body_cap(4);
+    let layer = MirrorLayer::new()
+        .with_target(recording(tx), None)
+        .body_cap(4);
     let stats = layer.get_stats().clone();
     let svc = ServiceBuilder::new().layer(layer).service(echo());
     let res = svc.oneshot(post("longer than four")).await.unwrap();
@@ -183,10 +185,12 @@ async fn primary_failing_before_reading_the_body_sends_no_copy() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let layer = MirrorLayer::new().with_target(recording(tx), None);
     let stats = layer.get_stats().clone();
-    let svc = ServiceBuilder::new().layer(layer).service_fn(|req: Request<Body>| async move {
-        drop(req);
-        Err::<Response<()>, _>("refused")
-    });
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service_fn(|req: Request<Body>| async move {
+            drop(req);
+            Err::<Response<()>, _>("refused")
+        });
     assert!(svc.oneshot(post("unread")).await.is_err());
     settle(&stats).await;
     assert_eq!(stats.incomplete(), 1);
@@ -199,14 +203,8 @@ fn outside_a_runtime_nothing_is_mirrored_and_nothing_panics() {
     let stats = layer.get_stats().clone();
     let svc = ServiceBuilder::new()
         .layer(layer)
-        .service_fn(|_: Request<Body>| async {
-            Ok::<_, Infallible>(Response::new("ok"))
-        });
-    let res = svc
-        .oneshot(post("x"))
-        .now_or_never()
-        .unwrap()
-        .unwrap();
+        .service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new("ok")) });
+    let res = svc.oneshot(post("x")).now_or_never().unwrap().unwrap();
     assert_eq!(*res.body(), "ok");
     assert_eq!(stats.no_runtime(), 1);
 }

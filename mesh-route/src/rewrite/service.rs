@@ -49,7 +49,9 @@ fn rewrite<B>(c: &Compiled, req: &mut Request<B>) -> Result<(), RewriteError> {
             .as_deref()
             .and_then(|p| path.get(p.len()..))
             .unwrap_or("");
-        let mut pq = String::with_capacity(new.len() + rest.len() + 1 + req.uri().query().map_or(0, str::len));
+        let mut pq = String::with_capacity(
+            new.len() + rest.len() + 1 + req.uri().query().map_or(0, str::len),
+        );
         pq.push_str(new);
         pq.push_str(rest);
         if let Some(q) = req.uri().query() {

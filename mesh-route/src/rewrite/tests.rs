@@ -37,14 +37,19 @@ fn rw(uri: Option<&str>, authority: Option<&str>) -> RewriteLayer {
 #[tokio::test]
 async fn uri_replaces_the_matched_prefix_and_keeps_the_query() {
     let layer = rw(Some("/v2/"), None).matched_prefix("/api/");
-    let (uri, _, original) = rewritten(layer, Request::get("/api/users/7?x=1").body(()).unwrap()).await;
+    let (uri, _, original) =
+        rewritten(layer, Request::get("/api/users/7?x=1").body(()).unwrap()).await;
     assert_eq!(uri, "/v2/users/7?x=1");
     assert_eq!(original, "/api/users/7");
 }
 
 #[tokio::test]
 async fn uri_replaces_the_whole_path_without_a_prefix_match() {
-    let (uri, _, _) = rewritten(rw(Some("/health"), None), Request::get("/status?v").body(()).unwrap()).await;
+    let (uri, _, _) = rewritten(
+        rw(Some("/health"), None),
+        Request::get("/status?v").body(()).unwrap(),
+    )
+    .await;
     assert_eq!(uri, "/health?v");
 }
 
@@ -60,7 +65,10 @@ async fn trailing_slash_caveat_is_envoys() {
 async fn authority_replaces_host_and_uri_authority() {
     let (_, host, _) = rewritten(
         rw(None, Some("ratings.prod")),
-        Request::get("/").header("host", "ratings").body(()).unwrap(),
+        Request::get("/")
+            .header("host", "ratings")
+            .body(())
+            .unwrap(),
     )
     .await;
     assert_eq!(host, "ratings.prod");
@@ -69,7 +77,10 @@ async fn authority_replaces_host_and_uri_authority() {
         Request::get("http://ratings/x").body(()).unwrap(),
     )
     .await;
-    assert_eq!((uri.as_str(), host.as_str()), ("http://ratings.prod:9080/x", "ratings.prod:9080"));
+    assert_eq!(
+        (uri.as_str(), host.as_str()),
+        ("http://ratings.prod:9080/x", "ratings.prod:9080")
+    );
 }
 
 #[test]
@@ -80,7 +91,10 @@ fn invalid_rewrites_are_refused() {
             authority: authority.map(Into::into),
         })
         .unwrap_err();
-        assert!(matches!(err.kind(), ConfigErrorKind::InvalidUri { .. }), "{err}");
+        assert!(
+            matches!(err.kind(), ConfigErrorKind::InvalidUri { .. }),
+            "{err}"
+        );
     }
 }
 
@@ -97,18 +111,38 @@ async fn redirect(config: Redirect, req: Request<()>) -> (StatusCode, String) {
 
 #[tokio::test]
 async fn redirects() {
-    let get = |uri: &str| Request::get(uri).header("host", "ratings:9080").body(()).unwrap();
+    let get = |uri: &str| {
+        Request::get(uri)
+            .header("host", "ratings:9080")
+            .body(())
+            .unwrap()
+    };
     // Defaults: 301, same scheme/authority/path, query kept.
     assert_eq!(
         redirect(Redirect::default(), get("/a?q=1")).await,
-        (StatusCode::MOVED_PERMANENTLY, "http://ratings:9080/a?q=1".into())
+        (
+            StatusCode::MOVED_PERMANENTLY,
+            "http://ratings:9080/a?q=1".into()
+        )
     );
     // uri replaces the whole path; the query stays.
-    let r = Redirect { uri: Some("/b".into()), ..Redirect::default() };
-    assert_eq!(redirect(r, get("/a/c?q=1")).await.1, "http://ratings:9080/b?q=1");
+    let r = Redirect {
+        uri: Some("/b".into()),
+        ..Redirect::default()
+    };
+    assert_eq!(
+        redirect(r, get("/a/c?q=1")).await.1,
+        "http://ratings:9080/b?q=1"
+    );
     // uri with its own query replaces the query.
-    let r = Redirect { uri: Some("/b?z=2".into()), ..Redirect::default() };
-    assert_eq!(redirect(r, get("/a?q=1")).await.1, "http://ratings:9080/b?z=2");
+    let r = Redirect {
+        uri: Some("/b?z=2".into()),
+        ..Redirect::default()
+    };
+    assert_eq!(
+        redirect(r, get("/a?q=1")).await.1,
+        "http://ratings:9080/b?z=2"
+    );
     // scheme, authority, port, code.
     let r = Redirect {
         scheme: Some("https".into()),
@@ -120,7 +154,10 @@ async fn redirects() {
         redirect(r, get("/a")).await,
         (StatusCode::FOUND, "https://ratings:8443/a".into())
     );
-    let r = Redirect { authority: Some("new.example".into()), ..Redirect::default() };
+    let r = Redirect {
+        authority: Some("new.example".into()),
+        ..Redirect::default()
+    };
     assert_eq!(redirect(r, get("/a")).await.1, "http://new.example/a");
 }
 

@@ -6,7 +6,9 @@ use mesh_core::limit::SharedLimit;
 use tower::Layer;
 
 use super::{Forward, Router};
-use crate::config::{ConfigError, ConfigErrorKind, Destination, RouteAction, RouteConfig, StringMatch};
+use crate::config::{
+    ConfigError, ConfigErrorKind, Destination, RouteAction, RouteConfig, StringMatch,
+};
 use crate::fault::{Fault, FaultLayer};
 use crate::headers::{HeaderOps, HeaderOpsLayer};
 use crate::matching::RouteMatcher;
@@ -200,9 +202,8 @@ impl RouterBuilder {
             };
 
             let mirrored = mirror.layer(wrap(route, forward));
-            let stack = |rewrite: RewriteLayer| {
-                fault.layer(headers.layer(rewrite.layer(mirrored.clone())))
-            };
+            let stack =
+                |rewrite: RewriteLayer| fault.layer(headers.layer(rewrite.layer(mirrored.clone())));
 
             if route.matches.is_empty() {
                 entries.push((name.clone(), RouteMatcher::any(), stack(rewrite)));
@@ -211,8 +212,7 @@ impl RouterBuilder {
             // One entry per match block, as Istio emits one Envoy route per
             // match: each knows its own prefix (for the rewrite) and name.
             for block in &route.matches {
-                let matcher =
-                    RouteMatcher::new(std::slice::from_ref(block)).map_err(in_route)?;
+                let matcher = RouteMatcher::new(std::slice::from_ref(block)).map_err(in_route)?;
                 let rewrite = match &block.uri {
                     Some(StringMatch::Prefix(p)) => rewrite.clone().matched_prefix(p.clone()),
                     _ => rewrite.clone(),

@@ -89,7 +89,10 @@ impl<S> Clone for Router<S> {
 impl<S> fmt::Debug for Router<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Router")
-            .field("routes", &self.entries.iter().map(|e| &e.name).collect::<Vec<_>>())
+            .field(
+                "routes",
+                &self.entries.iter().map(|e| &e.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

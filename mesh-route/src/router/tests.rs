@@ -46,7 +46,10 @@ fn sub(host: &str, subset: &str) -> Destination {
 }
 
 fn jason() -> HttpMatch {
-    HttpMatch::default().with_header(HeaderName::from_static("end-user"), StringMatch::exact("jason"))
+    HttpMatch::default().with_header(
+        HeaderName::from_static("end-user"),
+        StringMatch::exact("jason"),
+    )
 }
 
 fn get(path: &str, user: Option<&str>) -> Request<String> {
@@ -63,7 +66,10 @@ async fn send(router: &TestRouter, req: Request<String>) -> Result<String, (u16,
         Ok(res) => Ok(res.into_body()),
         Err(e) => {
             let res = MeshError::find(&*e).unwrap().to_response::<String>();
-            let flag = res.headers()[RESPONSE_FLAGS_HEADER].to_str().unwrap().to_owned();
+            let flag = res.headers()[RESPONSE_FLAGS_HEADER]
+                .to_str()
+                .unwrap()
+                .to_owned();
             Err((res.status().as_u16(), flag))
         }
     }
@@ -77,19 +83,44 @@ fn v1_of(host: &str) -> RouteConfig {
 async fn bookinfo_virtual_services() {
     // (manifest, routes, request path, end-user, expected answer)
     type Expect = Result<&'static str, (u16, &'static str)>;
-    let cases: Vec<(&str, Vec<RouteConfig>, &str, Option<&str>, Expect)> = vec![
-        ("all-v1 productpage", vec![v1_of("productpage")], "/productpage", None, Ok("productpage/v1 route-0")),
-        ("all-v1 details", vec![v1_of("details")], "/details/0", Some("jason"), Ok("details/v1 route-0")),
+    type Case = (
+        &'static str,
+        Vec<RouteConfig>,
+        &'static str,
+        Option<&'static str>,
+        Expect,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "all-v1 productpage",
+            vec![v1_of("productpage")],
+            "/productpage",
+            None,
+            Ok("productpage/v1 route-0"),
+        ),
+        (
+            "all-v1 details",
+            vec![v1_of("details")],
+            "/details/0",
+            Some("jason"),
+            Ok("details/v1 route-0"),
+        ),
         (
             "reviews-test-v2 jason",
-            vec![RouteConfig::to("", sub("reviews", "v2")).with_match(jason()), v1_of("reviews")],
+            vec![
+                RouteConfig::to("", sub("reviews", "v2")).with_match(jason()),
+                v1_of("reviews"),
+            ],
             "/reviews/0",
             Some("jason"),
             Ok("reviews/v2 route-0"),
         ),
         (
             "reviews-test-v2 other",
-            vec![RouteConfig::to("", sub("reviews", "v2")).with_match(jason()), v1_of("reviews")],
+            vec![
+                RouteConfig::to("", sub("reviews", "v2")).with_match(jason()),
+                v1_of("reviews"),
+            ],
             "/reviews/0",
             Some("bob"),
             Ok("reviews/v1 route-1"),
@@ -107,13 +138,15 @@ async fn bookinfo_virtual_services() {
         (
             "ratings-test-abort jason",
             vec![
-                RouteConfig::to("", sub("ratings", "v1")).with_match(jason()).with_fault(FaultConfig {
-                    delay: None,
-                    abort: Some(AbortFault {
-                        status: AbortStatus::Http(StatusCode::INTERNAL_SERVER_ERROR),
-                        percentage: 100.0, // `percent: 100`
+                RouteConfig::to("", sub("ratings", "v1"))
+                    .with_match(jason())
+                    .with_fault(FaultConfig {
+                        delay: None,
+                        abort: Some(AbortFault {
+                            status: AbortStatus::Http(StatusCode::INTERNAL_SERVER_ERROR),
+                            percentage: 100.0, // `percent: 100`
+                        }),
                     }),
-                }),
                 v1_of("ratings"),
             ],
             "/ratings/0",
@@ -123,13 +156,15 @@ async fn bookinfo_virtual_services() {
         (
             "ratings-test-abort other",
             vec![
-                RouteConfig::to("", sub("ratings", "v1")).with_match(jason()).with_fault(FaultConfig {
-                    delay: None,
-                    abort: Some(AbortFault {
-                        status: AbortStatus::Http(StatusCode::INTERNAL_SERVER_ERROR),
-                        percentage: 100.0,
+                RouteConfig::to("", sub("ratings", "v1"))
+                    .with_match(jason())
+                    .with_fault(FaultConfig {
+                        delay: None,
+                        abort: Some(AbortFault {
+                            status: AbortStatus::Http(StatusCode::INTERNAL_SERVER_ERROR),
+                            percentage: 100.0,
+                        }),
                     }),
-                }),
                 v1_of("ratings"),
             ],
             "/ratings/0",
@@ -159,7 +194,13 @@ async fn bookinfo_virtual_services() {
             None,
             Ok("productpage/- route-0 /api/v1/products/0"),
         ),
-        ("bookinfo gateway NR", vec![gateway()], "/admin", None, Err((404, "NR"))),
+        (
+            "bookinfo gateway NR",
+            vec![gateway()],
+            "/admin",
+            None,
+            Err((404, "NR")),
+        ),
     ];
     for (what, routes, path, user, expect) in cases {
         let r = router(routes);
@@ -187,17 +228,23 @@ fn gateway() -> RouteConfig {
 async fn bookinfo_ratings_delay_for_jason_only() {
     // virtual-service-ratings-test-delay.yaml: 7s for jason, `percent: 100`.
     let r = router(vec![
-        RouteConfig::to("jason", sub("ratings", "v1")).with_match(jason()).with_fault(FaultConfig {
-            delay: Some(DelayFault {
-                fixed_delay: Duration::from_secs(7),
-                percentage: 100.0,
+        RouteConfig::to("jason", sub("ratings", "v1"))
+            .with_match(jason())
+            .with_fault(FaultConfig {
+                delay: Some(DelayFault {
+                    fixed_delay: Duration::from_secs(7),
+                    percentage: 100.0,
+                }),
+                abort: None,
             }),
-            abort: None,
-        }),
         RouteConfig::to("rest", sub("ratings", "v1")),
     ]);
     let start = Instant::now();
-    let res = r.clone().oneshot(get("/ratings/0", Some("jason"))).await.unwrap();
+    let res = r
+        .clone()
+        .oneshot(get("/ratings/0", Some("jason")))
+        .await
+        .unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(7));
     assert_eq!(res.headers()[RESPONSE_FLAGS_HEADER], "DI");
     let start = Instant::now();
@@ -221,23 +268,50 @@ async fn bookinfo_reviews_v2_v3_fifty_fifty() {
         seen.insert(body.split(' ').next().unwrap().to_owned());
     }
     // Each side is missing with probability 2^-64.
-    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["reviews/v2", "reviews/v3"]);
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["reviews/v2", "reviews/v3"]
+    );
 }
 
 #[tokio::test]
 async fn first_match_wins_and_names_join_route_and_match() {
     let r = router(vec![
         RouteConfig::to("api", Destination::new("a"))
-            .with_match(HttpMatch::default().with_uri(StringMatch::prefix("/api/v1")).named("v1"))
+            .with_match(
+                HttpMatch::default()
+                    .with_uri(StringMatch::prefix("/api/v1"))
+                    .named("v1"),
+            )
             .with_match(HttpMatch::default().with_uri(StringMatch::prefix("/api/v2"))),
         RouteConfig::to("broad", Destination::new("b"))
             .with_match(HttpMatch::default().with_uri(StringMatch::prefix("/api"))),
         RouteConfig::to("", Destination::new("c")),
     ]);
-    assert!(send(&r, get("/api/v1/x", None)).await.unwrap().starts_with("a/- api.v1 "));
-    assert!(send(&r, get("/api/v2/x", None)).await.unwrap().starts_with("a/- api "));
-    assert!(send(&r, get("/api/v3", None)).await.unwrap().starts_with("b/- broad "));
-    assert!(send(&r, get("/", None)).await.unwrap().starts_with("c/- route-2 "));
+    assert!(
+        send(&r, get("/api/v1/x", None))
+            .await
+            .unwrap()
+            .starts_with("a/- api.v1 ")
+    );
+    assert!(
+        send(&r, get("/api/v2/x", None))
+            .await
+            .unwrap()
+            .starts_with("a/- api ")
+    );
+    assert!(
+        send(&r, get("/api/v3", None))
+            .await
+            .unwrap()
+            .starts_with("b/- broad ")
+    );
+    assert!(
+        send(&r, get("/", None))
+            .await
+            .unwrap()
+            .starts_with("c/- route-2 ")
+    );
     let names: Vec<_> = r.route_names().map(ToString::to_string).collect();
     assert_eq!(names, ["api.v1", "api", "broad", "route-2"]);
     assert_eq!(r.route(&get("/api/v3", None)).map(|(i, _)| i), Some(2));
@@ -250,14 +324,22 @@ async fn dot_dot_cannot_reach_admin_through_public() {
         RouteConfig::to("admin", Destination::new("admin")).with_match(prefix("/admin")),
         RouteConfig::to("public", Destination::new("public")).with_match(prefix("/public")),
     ]);
-    for path in ["/public/../admin", "/public/%2e%2e/admin", "/public/..%2fadmin"] {
+    for path in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/..%2fadmin",
+    ] {
         let body = send(&r, get(path, None)).await.unwrap();
         // Routed by the /public rule, to the public service, with the path as
         // received: the admin handler is never reached.
         assert_eq!(body, format!("public/- public {path}"));
     }
     for path in ["/./admin", "//admin", "/%61dmin", "/ADMIN"] {
-        assert_eq!(send(&r, get(path, None)).await, Err((404, "NR".into())), "{path}");
+        assert_eq!(
+            send(&r, get(path, None)).await,
+            Err((404, "NR".into())),
+            "{path}"
+        );
     }
 }
 
@@ -275,17 +357,29 @@ async fn rewrite_uses_each_match_blocks_own_prefix() {
         RouteConfig::to("r", Destination::new("svc"))
             .with_match(prefix("/old/"))
             .with_match(prefix("/legacy/api/"))
-            .with_rewrite(Rewrite { uri: Some("/new/".into()), authority: None }),
+            .with_rewrite(Rewrite {
+                uri: Some("/new/".into()),
+                authority: None,
+            }),
     ]);
-    assert_eq!(send(&r, get("/old/a?x=1", None)).await.unwrap(), "svc/- r /new/a?x=1");
-    assert_eq!(send(&r, get("/legacy/api/b", None)).await.unwrap(), "svc/- r /new/b");
+    assert_eq!(
+        send(&r, get("/old/a?x=1", None)).await.unwrap(),
+        "svc/- r /new/a?x=1"
+    );
+    assert_eq!(
+        send(&r, get("/legacy/api/b", None)).await.unwrap(),
+        "svc/- r /new/b"
+    );
 }
 
 #[tokio::test]
 async fn redirect_route_answers_without_a_destination() {
     let r = router(vec![RouteConfig::redirect(
         "moved",
-        Redirect { uri: Some("/v2".into()), ..Redirect::default() },
+        Redirect {
+            uri: Some("/v2".into()),
+            ..Redirect::default()
+        },
     )]);
     let res = r.oneshot(get("/v1?a=b", None)).await.unwrap();
     assert_eq!(res.status(), StatusCode::MOVED_PERMANENTLY);
@@ -297,7 +391,10 @@ async fn route_and_destination_header_ops_both_apply() {
     let h = |name: &'static str, v: &'static str| Headers {
         request: HeaderOperations::default(),
         response: HeaderOperations {
-            add: vec![(HeaderName::from_static(name), http::HeaderValue::from_static(v))],
+            add: vec![(
+                HeaderName::from_static(name),
+                http::HeaderValue::from_static(v),
+            )],
             ..Default::default()
         },
     };
@@ -328,7 +425,10 @@ async fn build_with_wraps_each_route_once_and_targets_say_their_role() {
     let r = Router::builder(routes)
         .build_with(
             |t| {
-                roles.lock().unwrap().push((t.destination.host.clone(), t.role));
+                roles
+                    .lock()
+                    .unwrap()
+                    .push((t.destination.host.clone(), t.role));
                 Ok(dest(t.destination))
             },
             move |route, forward| {
@@ -342,10 +442,18 @@ async fn build_with_wraps_each_route_once_and_targets_say_their_role() {
             },
         )
         .unwrap();
-    assert_eq!(wrapped.load(Ordering::SeqCst), 2, "once per route, not per match block");
+    assert_eq!(
+        wrapped.load(Ordering::SeqCst),
+        2,
+        "once per route, not per match block"
+    );
     assert_eq!(
         roles.into_inner().unwrap(),
-        [("a".into(), Role::Primary), ("shadow".into(), Role::Mirror), ("b".into(), Role::Primary)]
+        [
+            ("a".into(), Role::Primary),
+            ("shadow".into(), Role::Mirror),
+            ("b".into(), Role::Primary)
+        ]
     );
     let res = r.clone().oneshot(get("/b", None)).await.unwrap();
     assert_eq!(res.headers()["x-policy"], "b");
@@ -359,7 +467,10 @@ async fn a_route_with_an_unready_destination_does_not_block_others() {
         type Response = Response<String>;
         type Error = Infallible;
         type Future = std::future::Ready<Result<Response<String>, Infallible>>;
-        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Infallible>> {
             std::task::Poll::Pending
         }
         fn call(&mut self, _: Request<RouteBody<String>>) -> Self::Future {
@@ -384,7 +495,13 @@ async fn a_route_with_an_unready_destination_does_not_block_others() {
     assert!(futures_util::FutureExt::now_or_never(stuck.as_mut()).is_none());
     let mut svc = r.clone();
     // The router itself stays ready and serves the other route.
-    let body = svc.ready().await.unwrap().call(get("/fine", None)).await.unwrap();
+    let body = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get("/fine", None))
+        .await
+        .unwrap();
     assert!(body.body().starts_with("ok/- ok"));
 }
 
@@ -406,8 +523,10 @@ fn config_errors_name_the_route() {
             percentage: 150.0,
         }),
     });
-    let both = RouteConfig::redirect("both", Redirect::default())
-        .with_rewrite(Rewrite { uri: Some("/x".into()), authority: None });
+    let both = RouteConfig::redirect("both", Redirect::default()).with_rewrite(Rewrite {
+        uri: Some("/x".into()),
+        authority: None,
+    });
     let bad_mirror = RouteConfig::to("bad-mirror", Destination::new("x"))
         .with_mirror(MirrorPolicy::new(Destination::new("m"), Some(-1.0)));
     let empty = RouteConfig::forward("empty", vec![]);
@@ -429,15 +548,20 @@ fn config_errors_name_the_route() {
         assert!(text.contains(says), "{text}");
     }
     // A lone destination with weight 0 takes everything: not an error.
-    assert!(Router::builder(vec![RouteConfig::forward(
-        "lone",
-        vec![WeightedDestination::new(Destination::new("x"), 0)],
-    )])
-    .build(|t| Ok(dest(t.destination)))
-    .is_ok());
+    assert!(
+        Router::builder(vec![RouteConfig::forward(
+            "lone",
+            vec![WeightedDestination::new(Destination::new("x"), 0)],
+        )])
+        .build(|t| Ok(dest(t.destination)))
+        .is_ok()
+    );
     // The destination's own failure names route and destination.
     let err = Router::builder(vec![RouteConfig::to("r", sub("reviews", "v9"))])
         .build(|_| Err::<Dest, BoxError>("no such subset".into()))
         .unwrap_err();
-    assert_eq!(err.to_string(), "route `r`: destination reviews (subset v9): no such subset");
+    assert_eq!(
+        err.to_string(),
+        "route `r`: destination reviews (subset v9): no such subset"
+    );
 }

@@ -25,7 +25,13 @@ fn counters(n: usize) -> Arc<Vec<AtomicUsize>> {
 
 async fn drive(split: &mut Split<Svc>, n: usize) {
     for _ in 0..n {
-        split.ready().await.unwrap().call(Request::new(())).await.unwrap();
+        split
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
     }
 }
 
@@ -163,7 +169,10 @@ impl<S: Service<R>, R> Service<R> for PendingReady<S> {
     type Response = S::Response;
     type Error = S::Error;
     type Future = S::Future;
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
         std::task::Poll::Pending
     }
     fn call(&mut self, _: R) -> S::Future {

@@ -1,0 +1,291 @@
+//! Test support: real hyper backends on 127.0.0.1, the real proxy binary, and
+//! a client.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// How a backend answers.
+#[derive(Clone, Copy, Debug)]
+pub enum Behavior {
+    /// 200 with its name.
+    Ok,
+    /// This status with its name.
+    Status(u16),
+    /// 200 after a delay.
+    Delay(Duration),
+}
+
+/// A backend server that answers with its name and records what it saw.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    pub hosts: Arc<Mutex<Vec<String>>>,
+}
+
+impl Backend {
+    pub async fn start(name: &'static str, behavior: Behavior) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let backend = Backend {
+            name,
+            addr,
+            hits: Arc::default(),
+            hosts: Arc::default(),
+        };
+        let b = backend.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let b = b.clone();
+                        async move {
+                            b.hits.fetch_add(1, Ordering::SeqCst);
+                            let host = req
+                                .headers()
+                                .get("host")
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned();
+                            b.hosts.lock().unwrap().push(host);
+                            let status = match behavior {
+                                Behavior::Ok => 200,
+                                Behavior::Status(s) => s,
+                                Behavior::Delay(d) => {
+                                    tokio::time::sleep(d).await;
+                                    200
+                                }
+                            };
+                            let mut res = Response::new(Full::new(Bytes::from(b.name)));
+                            *res.status_mut() = StatusCode::from_u16(status).unwrap();
+                            Ok::<_, Infallible>(res)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        backend
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// The proxy binary, running.
+pub struct ProxyProc {
+    child: Child,
+    pub admin: SocketAddr,
+    pub listeners: HashMap<String, SocketAddr>,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+    pub config_path: std::path::PathBuf,
+}
+
+impl ProxyProc {
+    /// Starts `mesh-proxy run` on `yaml` and waits until it is ready.
+    pub fn start(yaml: &str) -> ProxyProc {
+        Self::start_with(yaml, &[])
+    }
+
+    pub fn start_with(yaml: &str, extra: &[&str]) -> ProxyProc {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mesh.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
+            .args(["run", "-c"])
+            .arg(&path)
+            .args(["--admin", "127.0.0.1:0", "--threads", "2"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let out_lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let o = out_lines.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                o.lock().unwrap().push(line);
+            }
+        });
+        let err_lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let e = err_lines.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                e.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let mut admin = None;
+        let mut listeners = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("proxy did not start: {:?}", err_lines.lock().unwrap()));
+            if let Some(rest) = line.strip_prefix("mesh-proxy: admin listening on ") {
+                admin = Some(rest.trim().parse().unwrap());
+            } else if let Some(rest) = line.strip_prefix("mesh-proxy: listener ") {
+                let (name, addr) = rest.split_once(" listening on ").unwrap();
+                listeners.insert(name.to_owned(), addr.trim().parse().unwrap());
+            } else if line == "mesh-proxy: ready" {
+                break;
+            }
+        }
+        ProxyProc {
+            child,
+            admin: admin.unwrap(),
+            listeners,
+            stdout: out_lines,
+            stderr: err_lines,
+            _dir: dir,
+            config_path: path,
+        }
+    }
+
+    /// The outbound listener's address.
+    pub fn outbound(&self) -> SocketAddr {
+        *self
+            .listeners
+            .iter()
+            .find(|(k, _)| k.starts_with("outbound"))
+            .unwrap()
+            .1
+    }
+
+    pub fn inbound(&self) -> SocketAddr {
+        *self
+            .listeners
+            .iter()
+            .find(|(k, _)| k.starts_with("inbound"))
+            .unwrap()
+            .1
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().unwrap()
+    }
+
+    /// Access-log lines parsed as JSON.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, String) {
+        let (status, _, body) = Client::new().get(self.admin, "admin", path, &[]).await;
+        (status, body)
+    }
+
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let (_, body) = self.admin_get(path).await;
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for ProxyProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 client.
+#[derive(Clone)]
+pub struct Client {
+    inner: hyper_util::client::legacy::Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Client {
+    pub fn new() -> Client {
+        Client {
+            inner: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// GET `path` from `addr` with this Host and headers: status, headers, body.
+    pub async fn get(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, String) {
+        let mut req = Request::builder()
+            .uri(format!("http://{addr}{path}"))
+            .header("host", host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = self
+            .inner
+            .request(req.body(Empty::new()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+}
+
+/// YAML for a Sidecar with one outbound listener on an ephemeral port.
+pub fn sidecar() -> String {
+    "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default}\nspec:\n  egress:\n  - port: {number: 0, name: http}\n".to_owned()
+}
+
+/// YAML for a ServiceEntry `name` (host `name.default.svc.cluster.local`,
+/// port 80) with these endpoints and their `version` labels.
+pub fn service(name: &str, endpoints: &[(&Backend, &str)]) -> String {
+    let mut y = format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{name}.default.svc.cluster.local]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints:\n"
+    );
+    for (b, version) in endpoints {
+        y.push_str(&format!(
+            "  - address: 127.0.0.1\n    ports: {{http: {}}}\n    labels: {{version: {version}}}\n",
+            b.addr.port()
+        ));
+    }
+    y
+}

@@ -85,6 +85,12 @@ fn bare() -> impl Service<Request<()>, Response = Response<String>, Error = Infa
 }
 
 fn layers(c: &mut Criterion) {
+    // A delay (one in a million here) starts a tokio timer: give it a runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
     let mut g = c.benchmark_group("route_layers");
     let mut svc = bare();
     g.bench_function("bare_service", |b| {

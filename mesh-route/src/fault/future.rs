@@ -36,14 +36,14 @@ pin_project! {
     {
         Inner { #[pin] future: S::Future },
         Abort { status: AbortStatus, delayed: bool },
+        // Boxed: a timer, a service and a request are large, and only delayed
+        // requests should pay for moving them (the no-fault path stays small).
         Delay {
-            #[pin]
-            sleep: Sleep,
-            service: Option<S>,
-            req: Option<Req>,
+            sleep: Pin<Box<Sleep>>,
+            pending: Option<Box<(S, Req)>>,
             abort: Option<AbortStatus>,
         },
-        AfterDelay { #[pin] future: Oneshot<S, Req> },
+        AfterDelay { future: Pin<Box<Oneshot<S, Req>>> },
     }
 }
 
@@ -71,9 +71,8 @@ impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
     ) -> Self {
         ResponseFuture {
             kind: Kind::Delay {
-                sleep: tokio::time::sleep(delay),
-                service: Some(service),
-                req: Some(req),
+                sleep: Box::pin(tokio::time::sleep(delay)),
+                pending: Some(Box::new((service, req))),
                 abort,
             },
         }
@@ -127,25 +126,27 @@ where
                 }
                 KindProj::Delay {
                     sleep,
-                    service,
-                    req,
+                    pending,
                     abort,
                 } => {
-                    ready!(sleep.poll(cx));
-                    match (abort.take(), service.take(), req.take()) {
-                        (Some(status), _, _) => Kind::Abort {
+                    ready!(sleep.as_mut().poll(cx));
+                    match (abort.take(), pending.take()) {
+                        (Some(status), _) => Kind::Abort {
                             status,
                             delayed: true,
                         },
-                        (None, Some(service), Some(req)) => Kind::AfterDelay {
-                            future: Oneshot::new(service, req),
-                        },
+                        (None, Some(pending)) => {
+                            let (service, req) = *pending;
+                            Kind::AfterDelay {
+                                future: Box::pin(Oneshot::new(service, req)),
+                            }
+                        }
                         // Polled again after completion.
-                        (None, _, _) => return Poll::Pending,
+                        (None, None) => return Poll::Pending,
                     }
                 }
                 KindProj::AfterDelay { future } => {
-                    let mut res = ready!(future.poll(cx)).map_err(Into::into)?;
+                    let mut res = ready!(future.as_mut().poll(cx)).map_err(Into::into)?;
                     add_response_flag(&mut res, ResponseFlag::DelayInjected);
                     return Poll::Ready(Ok(res));
                 }

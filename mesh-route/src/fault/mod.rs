@@ -10,6 +10,9 @@
 //! `grpc-status` and flags `FI` (and `DI` when also delayed). When both are
 //! drawn, the delay runs first, then the abort, as in Envoy.
 //!
+//! Delays use `tokio::time::sleep`: a delay fault needs a tokio runtime with
+//! its time driver (as any timeout does).
+//!
 //! The layer sits before retries and timeouts: injected aborts are not
 //! retried and the injected delay does not count against the route timeout
 //! (the same caveat as Istio's).

@@ -63,6 +63,8 @@ pub(crate) struct Upstream {
     pub(crate) addr: SocketAddr,
     pub(crate) version: Arc<str>,
     pub(crate) cluster: Arc<str>,
+    /// Whether the connection to it is mutual TLS.
+    pub(crate) mtls: bool,
 }
 
 /// Per-endpoint counters kept for `/clusters`.
@@ -109,6 +111,7 @@ impl Cluster {
         endpoints: Vec<Endpoint>,
         protocol: Protocol,
         policy: &TrafficPolicy,
+        tls: Option<UpstreamTls>,
     ) -> Result<Cluster, BoxError> {
         let set = EndpointSet::from_endpoints(endpoints);
         let detector = policy
@@ -122,9 +125,12 @@ impl Cluster {
             &set,
             protocol,
             policy,
-            detector.clone(),
-            pool.clone(),
-            counters.clone(),
+            tls,
+            Shared {
+                detector: detector.clone(),
+                pool: pool.clone(),
+                counters: counters.clone(),
+            },
         )?;
         Ok(Cluster {
             key,
@@ -235,15 +241,26 @@ pub(crate) fn load_balancer(policy: &TrafficPolicy) -> mesh_lb::LoadBalancer {
     }
 }
 
+/// The per-cluster state the stack shares with the [`Cluster`].
+struct Shared {
+    detector: Option<OutlierDetector>,
+    pool: ConnectionPoolLayer,
+    counters: Arc<Mutex<BTreeMap<SocketAddr, Arc<EndpointCounters>>>>,
+}
+
 fn stack(
     key: &ClusterKey,
     set: &EndpointSet,
     protocol: Protocol,
     policy: &TrafficPolicy,
-    detector: Option<OutlierDetector>,
-    pool: ConnectionPoolLayer,
-    counters: Arc<Mutex<BTreeMap<SocketAddr, Arc<EndpointCounters>>>>,
+    tls: Option<UpstreamTls>,
+    shared: Shared,
 ) -> Result<HttpService, BoxError> {
+    let Shared {
+        detector,
+        pool,
+        counters,
+    } = shared;
     let connect_timeout = policy
         .connection_pool
         .as_ref()
@@ -257,6 +274,9 @@ fn stack(
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);
+    // mTLS clients always speak h2 or http/1.1 as ALPN agrees; plaintext
+    // HTTP2/GRPC ports use HTTP/2 with prior knowledge.
+    connector.enforce_http(tls.is_none());
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .pool_idle_timeout(idle)
@@ -265,8 +285,17 @@ fn stack(
     if matches!(protocol, Protocol::Http2 | Protocol::Grpc) {
         builder.http2_only(true);
     }
-    let client: Client<HttpConnector, Body> = builder.build(connector);
     let cluster_name: Arc<str> = key.name().into();
+    let mtls = tls.is_some();
+    let client = match tls {
+        None => UpstreamClient::Plain(builder.build(connector)),
+        Some(t) => {
+            let config = mesh_tls::client_config(&t.store, t.subject_alt_names)?;
+            UpstreamClient::Mtls(
+                builder.build(mesh_tls::MtlsConnector::with_connector(connector, config)),
+            )
+        }
+    };
 
     let make_endpoint = move |ep: &Endpoint| {
         let addr = ep.addr();
@@ -279,6 +308,7 @@ fn stack(
             addr,
             version,
             cluster: cluster_name.clone(),
+            mtls,
         };
         let c = counters
             .lock()
@@ -295,7 +325,7 @@ fn stack(
                 c.active.fetch_add(1, Ordering::Relaxed);
                 c.requests.fetch_add(1, Ordering::Relaxed);
                 let attempt = req.extensions().get::<Attempt>().copied();
-                let result = send(&client, upstream.addr, req).await;
+                let result = client.send(upstream.addr, req).await;
                 c.active.fetch_sub(1, Ordering::Relaxed);
                 let mut res = result?;
                 res.extensions_mut().insert(upstream);
@@ -341,23 +371,53 @@ where
     res.map(body::boxed)
 }
 
-/// Sends `req` to `addr` with the pooled client; transport errors become
-/// the mesh's connect-failure or reset errors.
-async fn send(
-    client: &Client<HttpConnector, Body>,
-    addr: SocketAddr,
-    mut req: Request<Body>,
-) -> Result<Response<Incoming>, BoxError> {
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    *req.uri_mut() = Uri::builder()
-        .scheme("http")
-        .authority(addr.to_string())
-        .path_and_query(path)
-        .build()?;
-    match client.request(req).await {
-        Ok(res) => Ok(res),
-        Err(e) if e.is_connect() => Err(MeshError::ConnectFailure(Box::new(e)).into()),
-        Err(e) => Err(MeshError::UpstreamReset(Box::new(e)).into()),
+/// Where a cluster's mTLS credentials come from.
+#[derive(Clone, Debug)]
+pub(crate) struct UpstreamTls {
+    /// The proxy's identity (ISTIO_MUTUAL) or the DestinationRule's files (MUTUAL).
+    pub(crate) store: mesh_tls::CredentialStore,
+    /// Accepted server identities (`subjectAltNames`); empty: any of the trust domain.
+    pub(crate) subject_alt_names: Vec<String>,
+}
+
+/// A pooled client, plaintext or mTLS.
+#[derive(Clone, Debug)]
+enum UpstreamClient {
+    Plain(Client<HttpConnector, Body>),
+    Mtls(Client<mesh_tls::MtlsConnector<HttpConnector>, Body>),
+}
+
+impl UpstreamClient {
+    /// Sends `req` to `addr`; transport errors become the mesh's
+    /// connect-failure or reset errors.
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        mut req: Request<Body>,
+    ) -> Result<Response<Incoming>, BoxError> {
+        // The upstream connection's protocol is the client's choice (ALPN,
+        // the port's protocol), not the downstream request's.
+        *req.version_mut() = http::Version::HTTP_11;
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let scheme = if matches!(self, UpstreamClient::Mtls(_)) {
+            "https"
+        } else {
+            "http"
+        };
+        *req.uri_mut() = Uri::builder()
+            .scheme(scheme)
+            .authority(addr.to_string())
+            .path_and_query(path)
+            .build()?;
+        let result = match self {
+            UpstreamClient::Plain(c) => c.request(req).await,
+            UpstreamClient::Mtls(c) => c.request(req).await,
+        };
+        match result {
+            Ok(res) => Ok(res),
+            Err(e) if e.is_connect() => Err(MeshError::ConnectFailure(Box::new(e)).into()),
+            Err(e) => Err(MeshError::UpstreamReset(Box::new(e)).into()),
+        }
     }
 }
 

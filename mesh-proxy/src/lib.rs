@@ -39,4 +39,4 @@ mod run;
 mod server;
 
 pub use self::proxy::Proxy;
-pub use self::run::{RunOptions, run};
+pub use self::run::{RunOptions, Running, load_identity, run, start};

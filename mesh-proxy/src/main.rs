@@ -30,6 +30,11 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Creates a development CA or issues workload certificates.
+    Certs {
+        #[command(subcommand)]
+        action: Certs,
+    },
     /// Checks config files as `run` would load them.
     Validate {
         /// Multi-document YAML files of Istio kinds, loaded as one config.
@@ -38,10 +43,60 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum Certs {
+    /// Creates a CA: writes `ca.pem` and `ca-key.pem` to DIR.
+    Ca {
+        /// Where to write the files.
+        #[arg(long)]
+        out: PathBuf,
+        /// The trust domain of the SPIFFE IDs it issues.
+        #[arg(long, default_value = mesh_tls::DEFAULT_TRUST_DOMAIN)]
+        trust_domain: String,
+    },
+    /// Issues a workload certificate: writes `ca.pem`, `cert.pem`, `key.pem`.
+    Issue {
+        /// The CA's directory (`ca.pem`, `ca-key.pem`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The workload's SPIFFE ID, such as spiffe://cluster.local/ns/default/sa/web.
+        #[arg(long)]
+        id: String,
+        /// Where to write the files.
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the certificate is valid (Istio's default: 24h).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+}
+
+fn certs(action: Certs) -> Result<(), mesh_core::BoxError> {
+    match action {
+        Certs::Ca { out, trust_domain } => {
+            mesh_tls::DevCa::new(&trust_domain)?.write(&out)?;
+            eprintln!("mesh-proxy: CA for trust domain {trust_domain} written to {}", out.display());
+        }
+        Certs::Issue { ca, id, out, ttl } => {
+            let id: mesh_tls::SpiffeId = id.parse()?;
+            mesh_tls::DevCa::load(&ca)?.issue(&id, ttl)?.write(&out)?;
+            eprintln!("mesh-proxy: certificate for {id} (valid {}) written to {}", humantime::format_duration(ttl), out.display());
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files } => validate(&files),
+        Command::Certs { action } => match certs(action) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mesh-proxy: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run {
             configs,
             admin,
@@ -62,10 +117,9 @@ fn main() -> ExitCode {
                 }
             };
             let options = mesh_proxy::RunOptions {
-                configs,
                 admin,
                 identity,
-                drain: std::time::Duration::from_secs(5),
+                ..mesh_proxy::RunOptions::new(configs)
             };
             match rt.block_on(mesh_proxy::run(options)) {
                 Ok(()) => ExitCode::SUCCESS,

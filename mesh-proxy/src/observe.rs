@@ -127,11 +127,13 @@ impl Entry {
             response_code: self.status,
             response_flags: Cow::Owned(flags.clone()),
             request_protocol: Cow::Borrowed(if self.grpc { "grpc" } else { "http" }),
-            connection_security_policy: Cow::Borrowed(if self.mtls {
-                "mutual_tls"
-            } else {
-                "none"
-            }),
+            connection_security_policy: Cow::Borrowed(
+                if self.mtls || self.upstream.as_ref().is_some_and(|u| u.mtls) {
+                    "mutual_tls"
+                } else {
+                    "none"
+                },
+            ),
         };
         self.config.metrics.record(
             &labels,

@@ -25,11 +25,12 @@ use mesh_core::{BoxError, LabelSelector, RESPONSE_FLAGS_HEADER, ResponseFlag, Re
 use mesh_retry::budget::{ConcurrencyBudget, RetryBudget};
 use mesh_retry::{IstioRetries, RetryLayer, RetryPolicy, RetryStats};
 use mesh_route::{Role, Router, Target};
+use mesh_tls::{CredentialStore, IdentityFiles};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::body::{self, Body};
-use crate::cluster::{Cluster, ClusterKey, HttpService, endpoints_for};
+use crate::cluster::{Cluster, ClusterKey, HttpService, UpstreamTls, endpoints_for};
 use crate::config::model::{self, Config, Protocol};
 use crate::headers;
 use crate::metrics::Metrics;
@@ -39,6 +40,7 @@ use crate::observe::DestinationService;
 #[derive(Debug)]
 pub struct Proxy {
     current: ArcSwap<Snapshot>,
+    identity: Option<CredentialStore>,
     metrics: Arc<Metrics>,
     ready: AtomicBool,
     listeners: Mutex<Vec<(String, SocketAddr)>>,
@@ -79,11 +81,13 @@ impl Snapshot {
 }
 
 impl Proxy {
-    /// A proxy serving `config` as version 1.
-    pub fn new(config: Config) -> Result<Arc<Proxy>, BoxError> {
-        let snapshot = build(config, 1, None)?;
+    /// A proxy serving `config` as version 1, with this workload identity
+    /// (for ISTIO_MUTUAL upstreams).
+    pub fn new(config: Config, identity: Option<CredentialStore>) -> Result<Arc<Proxy>, BoxError> {
+        let snapshot = build(config, 1, None, identity.as_ref())?;
         Ok(Arc::new(Proxy {
             current: ArcSwap::from_pointee(snapshot),
+            identity,
             metrics: Arc::new(Metrics::new()),
             ready: AtomicBool::new(false),
             listeners: Mutex::default(),
@@ -96,10 +100,15 @@ impl Proxy {
     pub fn reload(&self, config: Config) -> Result<u64, BoxError> {
         let previous = self.current.load_full();
         let version = self.versions.load(Ordering::Acquire) + 1;
-        let snapshot = build(config, version, Some(&previous))?;
+        let snapshot = build(config, version, Some(&previous), self.identity.as_ref())?;
         self.versions.store(version, Ordering::Release);
         self.current.store(Arc::new(snapshot));
         Ok(version)
+    }
+
+    /// The config version in force.
+    pub fn version(&self) -> u64 {
+        self.current.load().version
     }
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
@@ -173,7 +182,12 @@ fn host_table(config: &Config) -> HashMap<String, usize> {
     hosts
 }
 
-fn build(config: Config, version: u64, previous: Option<&Snapshot>) -> Result<Snapshot, BoxError> {
+fn build(
+    config: Config,
+    version: u64,
+    previous: Option<&Snapshot>,
+    identity: Option<&CredentialStore>,
+) -> Result<Snapshot, BoxError> {
     let config = Arc::new(config);
     let hosts = host_table(&config);
     let mut clusters: BTreeMap<ClusterKey, Arc<Cluster>> = BTreeMap::new();
@@ -203,6 +217,7 @@ fn build(config: Config, version: u64, previous: Option<&Snapshot>) -> Result<Sn
                     target,
                     vs_routes.get(&target.route.name).copied(),
                     previous,
+                    identity,
                     &mut clusters,
                     &mut budgets,
                     &mut retry_stats,
@@ -429,6 +444,7 @@ fn destination_service(
     target: Target<'_>,
     route: Option<&model::HttpRoute>,
     previous: Option<&Snapshot>,
+    identity: Option<&CredentialStore>,
     clusters: &mut BTreeMap<ClusterKey, Arc<Cluster>>,
     budgets: &mut HashMap<ClusterKey, Arc<dyn RetryBudget>>,
     retry_stats: &mut Vec<(ClusterKey, RetryStats)>,
@@ -487,12 +503,17 @@ fn destination_service(
                     c.endpoints.replace(endpoints);
                     c
                 }
-                None => Arc::new(Cluster::build(
-                    key.clone(),
-                    endpoints,
-                    port.protocol,
-                    &policy,
-                )?),
+                None => {
+                    let tls =
+                        upstream_tls(rule.map_or("", |r| r.name.as_str()), &policy, identity)?;
+                    Arc::new(Cluster::build(
+                        key.clone(),
+                        endpoints,
+                        port.protocol,
+                        &policy,
+                        tls,
+                    )?)
+                }
             };
             clusters.insert(key.clone(), c.clone());
             c
@@ -550,6 +571,47 @@ fn destination_service(
             )
             .service(base),
     ))
+}
+
+/// The mTLS settings of a cluster from its DestinationRule `tls`.
+fn upstream_tls(
+    rule: &str,
+    policy: &model::TrafficPolicy,
+    identity: Option<&CredentialStore>,
+) -> Result<Option<UpstreamTls>, BoxError> {
+    let Some(tls) = &policy.tls else {
+        return Ok(None);
+    };
+    let sans = tls.subject_alt_names.clone();
+    match tls.mode {
+        model::TlsMode::Disable => Ok(None),
+        model::TlsMode::IstioMutual => match identity {
+            Some(store) => Ok(Some(UpstreamTls {
+                store: store.clone(),
+                subject_alt_names: sans,
+            })),
+            None => Err(format!(
+                "DestinationRule {rule}: tls.mode ISTIO_MUTUAL needs the proxy's identity: start it with --identity DIR (ca.pem, cert.pem, key.pem)"
+            )
+            .into()),
+        },
+        model::TlsMode::Mutual => {
+            let (Some(cert), Some(key)) = (&tls.client_certificate, &tls.private_key) else {
+                return Err(format!("DestinationRule {rule}: tls.mode MUTUAL needs clientCertificate and privateKey").into());
+            };
+            let files = IdentityFiles {
+                ca: tls.ca_certificates.clone().unwrap_or_default().into(),
+                cert: cert.into(),
+                key: key.into(),
+            };
+            let store = CredentialStore::load(&files).map_err(|e| format!("DestinationRule {rule}: tls: {e}"))?;
+            Ok(Some(UpstreamTls {
+                store,
+                subject_alt_names: sans,
+            }))
+        }
+        model::TlsMode::Simple => Err(format!("DestinationRule {rule}: tls.mode SIMPLE is not implemented").into()),
+    }
 }
 
 /// The outbound request path: the Host/`:authority` picks the service and

@@ -1,26 +1,38 @@
-//! `mesh-proxy run`: bind the listeners of the config and serve until a
-//! shutdown signal, then drain.
+//! `mesh-proxy run`: bind the listeners of the config, serve, reload the
+//! config when its files change, and drain on shutdown.
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, Uri};
+use http::header::HeaderValue;
+use http::{HeaderName, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use mesh_core::context::PeerIdentity;
 use mesh_core::{BoxError, MeshError};
+use mesh_tls::authz::{Action, AuthorizationLayer, AuthorizationPolicy, Operation, Rule, Source};
+use mesh_tls::{CredentialStore, IdentityFiles, MtlsAcceptor, PeerAuthMode, PeerCertificate};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::ServiceExt;
+use tokio::task::JoinHandle;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use crate::body::{self, Body};
-use crate::config::model::Direction;
+use crate::config::Config;
+use crate::config::model::{self, Direction, MtlsMode};
 use crate::observe::{Observe, ObserveConfig};
 use crate::proxy::{Outbound, Proxy};
 use crate::{admin, config, headers, server};
+
+/// `x-forwarded-client-cert`.
+const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
 /// What `run` is given on the command line.
 #[derive(Debug, Clone)]
@@ -33,42 +45,112 @@ pub struct RunOptions {
     pub identity: Option<PathBuf>,
     /// How long in-flight requests may take to finish at shutdown.
     pub drain: Duration,
+    /// How often config files are checked for changes.
+    pub watch_interval: Duration,
 }
 
-/// Loads the config, serves it, and returns when shut down (Ctrl-C or
-/// SIGTERM) and drained.
-pub async fn run(options: RunOptions) -> Result<(), BoxError> {
-    let loaded = config::load(&options.configs);
-    for d in &loaded.diagnostics {
-        tracing::warn!("{d}");
+impl RunOptions {
+    /// Options for `configs` with the defaults of the command line.
+    pub fn new(configs: Vec<PathBuf>) -> Self {
+        RunOptions {
+            configs,
+            admin: SocketAddr::from(([127, 0, 0, 1], 15000)),
+            identity: None,
+            drain: Duration::from_secs(5),
+            watch_interval: Duration::from_millis(500),
+        }
     }
-    let Some(config) = loaded.config else {
-        let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
-        return Err(format!("invalid config:\n{}", errors.join("\n")).into());
-    };
+}
+
+/// A proxy that is serving.
+#[derive(Debug)]
+pub struct Running {
+    proxy: Arc<Proxy>,
+    /// The admin server's address.
+    pub admin: SocketAddr,
+    /// Each listener's name and bound address.
+    pub listeners: Vec<(String, SocketAddr)>,
+    shutdown: watch::Sender<bool>,
+    serving: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// The address of the first listener whose name starts with `prefix`
+    /// (`outbound`, `inbound`).
+    pub fn listener(&self, prefix: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n.starts_with(prefix))
+            .map(|(_, a)| *a)
+    }
+
+    /// The proxy's state.
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to `drain`,
+    /// and stops.
+    pub async fn shutdown(self, drain: Duration) {
+        self.proxy.set_ready(false);
+        let _ = self.shutdown.send(true);
+        let drained =
+            tokio::time::timeout(drain, futures_util::future::join_all(self.serving)).await;
+        if drained.is_err() {
+            eprintln!("mesh-proxy: drain deadline passed; closing remaining connections");
+        }
+        for task in self.background {
+            task.abort();
+        }
+    }
+}
+
+/// Loads the workload identity from `dir` and keeps it fresh (files checked
+/// every 5 s; a broken new file keeps the old certificate).
+pub fn load_identity(dir: &std::path::Path) -> Result<(CredentialStore, JoinHandle<()>), BoxError> {
+    let (store, reloader) = CredentialStore::watch(IdentityFiles::in_dir(dir))
+        .map_err(|e| format!("cannot load the identity in {}: {e}", dir.display()))?;
+    Ok((store, reloader.spawn(Duration::from_secs(5))))
+}
+
+/// Starts serving `config` (the listeners bound, the admin server up).
+pub async fn start(
+    config: Config,
+    admin: SocketAddr,
+    identity: Option<CredentialStore>,
+) -> Result<Running, BoxError> {
     let listeners = config.listeners.clone();
-    let proxy = Proxy::new(config)?;
+    let mode = inbound_mode(&config, identity.is_some())?;
+    let authz = authorization(&config);
+    let proxy = Proxy::new(config, identity.clone())?;
     let (shutdown_tx, shutdown) = watch::channel(false);
 
-    let admin_listener = TcpListener::bind(options.admin)
+    let admin_listener = TcpListener::bind(admin)
         .await
-        .map_err(|e| format!("cannot bind the admin address {}: {e}", options.admin))?;
+        .map_err(|e| format!("cannot bind the admin address {admin}: {e}"))?;
     let admin_addr = admin_listener.local_addr()?;
-    eprintln!("mesh-proxy: admin listening on {admin_addr}");
-    let admin_task = tokio::spawn(admin::serve(
+    let mut background = vec![tokio::spawn(admin::serve(
         admin_listener,
         proxy.clone(),
         shutdown.clone(),
-    ));
+    ))];
+
+    let acceptor = match (&identity, mode) {
+        (Some(store), Some(mode)) => Some(MtlsAcceptor::new(store, mode)?),
+        _ => None,
+    };
+    let own_id = identity.as_ref().map(|s| s.current().id().to_string());
 
     let mut serving = Vec::new();
+    let mut bound = Vec::new();
     for l in &listeners {
         let tcp = TcpListener::bind(l.bind)
             .await
             .map_err(|e| format!("cannot bind listener {} on {}: {e}", l.name, l.bind))?;
         let addr = tcp.local_addr()?;
         proxy.add_listener(l.name.clone(), addr);
-        eprintln!("mesh-proxy: listener {} listening on {addr}", l.name);
+        bound.push((l.name.clone(), addr));
         match l.direction {
             Direction::Outbound => {
                 let observe = Arc::new(ObserveConfig {
@@ -79,10 +161,11 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
                 let outbound = Outbound::new(proxy.clone());
                 serving.push(tokio::spawn(server::serve(
                     tcp,
+                    None,
                     move |peer| {
                         let svc = Observe::new(outbound.clone(), observe.clone());
                         tower::service_fn(move |req: Request<Incoming>| {
-                            svc.clone().oneshot(server::with_client_addr(req, peer))
+                            svc.clone().oneshot(server::with_peer(req, &peer))
                         })
                     },
                     shutdown.clone(),
@@ -97,13 +180,14 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
                     reporter: "destination",
                     access_log: true,
                 });
-                let inbound = inbound_service(app);
+                let inbound = inbound_service(app, own_id.clone(), authz.clone());
                 serving.push(tokio::spawn(server::serve(
                     tcp,
+                    acceptor.clone(),
                     move |peer| {
                         let svc = Observe::new(inbound.clone(), observe.clone());
                         tower::service_fn(move |req: Request<Incoming>| {
-                            svc.clone().oneshot(server::with_client_addr(req, peer))
+                            svc.clone().oneshot(server::with_peer(req, &peer))
                         })
                     },
                     shutdown.clone(),
@@ -112,6 +196,47 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
         }
     }
     proxy.set_ready(true);
+    background.shrink_to_fit();
+    Ok(Running {
+        proxy,
+        admin: admin_addr,
+        listeners: bound,
+        shutdown: shutdown_tx,
+        serving,
+        background,
+    })
+}
+
+/// Loads the config, serves it, reloads it on change or SIGHUP, and returns
+/// when shut down (Ctrl-C or SIGTERM) and drained.
+pub async fn run(options: RunOptions) -> Result<(), BoxError> {
+    let loaded = config::load(&options.configs);
+    for d in &loaded.diagnostics {
+        eprintln!("mesh-proxy: {d}");
+    }
+    let Some(config) = loaded.config else {
+        return Err("invalid config (errors above)".into());
+    };
+    let mut identity_task = None;
+    let identity = match &options.identity {
+        Some(dir) => {
+            let (store, task) = load_identity(dir)?;
+            identity_task = Some(task);
+            Some(store)
+        }
+        None => None,
+    };
+    let mut running = start(config, options.admin, identity).await?;
+    eprintln!("mesh-proxy: admin listening on {}", running.admin);
+    for (name, addr) in &running.listeners {
+        eprintln!("mesh-proxy: listener {name} listening on {addr}");
+    }
+    running.background.extend(identity_task);
+    running.background.push(tokio::spawn(watch_configs(
+        options.configs.clone(),
+        running.proxy.clone(),
+        options.watch_interval,
+    )));
     eprintln!("mesh-proxy: ready");
 
     shutdown_signal().await;
@@ -119,30 +244,103 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
         "mesh-proxy: shutting down; draining for up to {:?}",
         options.drain
     );
-    proxy.set_ready(false);
-    let _ = shutdown_tx.send(true);
-    let drained =
-        tokio::time::timeout(options.drain, futures_util::future::join_all(serving)).await;
-    if drained.is_err() {
-        eprintln!("mesh-proxy: drain deadline passed; closing remaining connections");
-    }
-    admin_task.abort();
+    running.shutdown(options.drain).await;
     Ok(())
 }
 
-/// The inbound path: every request goes to the local app.
+/// The inbound mTLS mode: PeerAuthentication's, else Istio's default
+/// PERMISSIVE when the proxy has an identity and plaintext when it has none.
+fn inbound_mode(config: &Config, has_identity: bool) -> Result<Option<PeerAuthMode>, BoxError> {
+    let serves_inbound = config
+        .listeners
+        .iter()
+        .any(|l| l.direction == Direction::Inbound);
+    match (config.peer_authentication, has_identity) {
+        (Some(MtlsMode::Disable), _) => Ok(Some(PeerAuthMode::Disable)),
+        (Some(MtlsMode::Strict), true) => Ok(Some(PeerAuthMode::Strict)),
+        (Some(MtlsMode::Permissive) | None, true) => Ok(Some(PeerAuthMode::Permissive)),
+        (Some(mode @ (MtlsMode::Strict | MtlsMode::Permissive)), false) if serves_inbound => Err(format!(
+            "PeerAuthentication mode {mode:?} needs the proxy's identity: start it with --identity DIR (ca.pem, cert.pem, key.pem)"
+        )
+        .into()),
+        (_, false) => Ok(None),
+    }
+}
+
+/// The AuthorizationPolicies, in mesh-tls's form.
+fn authorization(config: &Config) -> Vec<AuthorizationPolicy> {
+    config
+        .authorization
+        .iter()
+        .map(|p| AuthorizationPolicy {
+            name: p.name.clone(),
+            action: match p.action {
+                model::AuthzAction::Allow => Action::Allow,
+                model::AuthzAction::Deny => Action::Deny,
+            },
+            rules: p
+                .rules
+                .iter()
+                .map(|r| Rule {
+                    from: r
+                        .from
+                        .iter()
+                        .map(|s| Source {
+                            principals: s.principals.clone(),
+                            ..Source::default()
+                        })
+                        .collect(),
+                    to: r
+                        .to
+                        .iter()
+                        .map(|o| Operation {
+                            paths: o.paths.clone(),
+                            methods: o.methods.clone(),
+                            ..Operation::default()
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Envoy's `x-forwarded-client-cert` for a caller: `By=<us>;Hash=<sha256>;URI=<caller>`.
+fn xfcc(own: &str, req: &Request<Body>) -> Option<HeaderValue> {
+    let caller = req.extensions().get::<PeerIdentity>()?;
+    let hash = req.extensions().get::<PeerCertificate>()?;
+    HeaderValue::try_from(format!(
+        "By={own};Hash={};URI={}",
+        hash.0.to_hex(),
+        caller.as_str()
+    ))
+    .ok()
+}
+
+/// The inbound path: authorization, the caller's identity in
+/// `x-forwarded-client-cert`, then the local app.
 fn inbound_service(
     app: SocketAddr,
-) -> tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, BoxError> {
+    own_id: Option<String>,
+    authz: Vec<AuthorizationPolicy>,
+) -> BoxCloneSyncService<Request<Body>, Response<Body>, BoxError> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(10)));
     let client: Client<HttpConnector, Body> =
         Client::builder(TokioExecutor::new()).build(connector);
-    tower::util::BoxCloneSyncService::new(tower::service_fn(move |mut req: Request<Body>| {
+    let forward = tower::service_fn(move |mut req: Request<Body>| {
         let client = client.clone();
+        // Only the handshake tells who called: drop what the caller claims.
+        req.headers_mut().remove(XFCC);
+        if let Some(own) = &own_id
+            && let Some(value) = xfcc(own, &req)
+        {
+            req.headers_mut().insert(XFCC, value);
+        }
         async move {
             headers::strip_hop_by_hop(req.headers_mut());
+            *req.version_mut() = http::Version::HTTP_11;
             let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
             *req.uri_mut() = Uri::builder()
                 .scheme("http")
@@ -153,13 +351,108 @@ fn inbound_service(
                 Ok(res) => {
                     let mut res = res.map(body::boxed);
                     headers::strip_hop_by_hop(res.headers_mut());
-                    Ok(res)
+                    Ok::<_, BoxError>(res)
                 }
                 Err(e) if e.is_connect() => Err(MeshError::ConnectFailure(Box::new(e)).into()),
                 Err(e) => Err(MeshError::UpstreamReset(Box::new(e)).into()),
             }
         }
-    }))
+    });
+    if authz.is_empty() {
+        return BoxCloneSyncService::new(forward);
+    }
+    let authorized = AuthorizationLayer::new(authz).layer(forward);
+    BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .map_response(|res: Response<_>| res.map(body::boxed))
+            .map_err(Into::<BoxError>::into)
+            .service(authorized),
+    )
+}
+
+/// A fingerprint of the config files' contents (None for a missing file).
+fn fingerprint(files: &[PathBuf]) -> Vec<Option<u64>> {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::read(f).ok().map(|bytes| {
+                let mut h = DefaultHasher::new();
+                bytes.hash(&mut h);
+                h.finish()
+            })
+        })
+        .collect()
+}
+
+/// Watches the config files (rewritten in place or replaced by a rename)
+/// and reloads on a change, once a burst of writes has settled, or on SIGHUP.
+async fn watch_configs(files: Vec<PathBuf>, proxy: Arc<Proxy>, interval: Duration) {
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut last = fingerprint(&files);
+    loop {
+        let forced = {
+            #[cfg(unix)]
+            {
+                let hangup = async {
+                    match hup.as_mut() {
+                        Some(h) => {
+                            h.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => false,
+                    () = hangup => true,
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                tokio::time::sleep(interval).await;
+                false
+            }
+        };
+        let mut now = fingerprint(&files);
+        if now == last && !forced {
+            continue;
+        }
+        // Debounce: wait until the files stop changing.
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let again = fingerprint(&files);
+            if again == now {
+                break;
+            }
+            now = again;
+        }
+        last = now;
+        reload(&files, &proxy);
+    }
+}
+
+fn reload(files: &[PathBuf], proxy: &Proxy) {
+    let loaded = config::load(files);
+    for d in &loaded.diagnostics {
+        eprintln!("mesh-proxy: {d}");
+    }
+    let version = proxy.version();
+    match loaded.config {
+        None => {
+            eprintln!("mesh-proxy: the new config is invalid; version {version} stays in force")
+        }
+        Some(config) => {
+            if config.listeners.len() != proxy.listeners().len() {
+                eprintln!("mesh-proxy: listener changes take effect at the next start");
+            }
+            match proxy.reload(config) {
+                Ok(v) => eprintln!("mesh-proxy: config version {v} in force"),
+                Err(e) => {
+                    eprintln!("mesh-proxy: reload refused ({e}); version {version} stays in force")
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

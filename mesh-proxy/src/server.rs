@@ -2,7 +2,6 @@
 //! them with hyper, until shutdown.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -11,6 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use mesh_core::context::ClientAddr;
+use mesh_tls::{InboundStream, MtlsAcceptor, PeerInfo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::Service;
@@ -21,12 +21,20 @@ use crate::observe::LogBody;
 pub(crate) const MAX_HEADER_BYTES: usize = 60 * 1024;
 
 /// Serves `listener` with services made by `make` (one per connection, given
-/// the client's address) until `shutdown` turns true; then stops accepting
-/// and lets open connections finish the requests they have (hyper's graceful
-/// shutdown), returning when they are done.
-pub(crate) async fn serve<M, S>(listener: TcpListener, make: M, mut shutdown: watch::Receiver<bool>)
-where
-    M: Fn(SocketAddr) -> S,
+/// what is known of the peer: its address and, over mTLS, its identity) until
+/// `shutdown` turns true; then stops accepting and lets open connections
+/// finish the requests they have (hyper's graceful shutdown), returning when
+/// they are done. With `tls`, each connection first goes through the mTLS
+/// acceptor in its PeerAuthentication mode; a refused handshake (a plaintext
+/// client on a STRICT port, no certificate, a foreign CA) closes that
+/// connection and nothing else.
+pub(crate) async fn serve<M, S>(
+    listener: TcpListener,
+    tls: Option<MtlsAcceptor>,
+    make: M,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    M: Fn(PeerInfo) -> S + Send + Sync + 'static,
     S: Service<Request<Incoming>, Response = Response<LogBody>, Error = Infallible>
         + Clone
         + Send
@@ -34,6 +42,7 @@ where
     S::Future: Send + 'static,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let make = std::sync::Arc::new(make);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -49,11 +58,29 @@ where
             }
         };
         let _ = tcp.set_nodelay(true);
-        let svc = TowerToHyperService::new(make(peer));
         let watcher = graceful.watcher();
+        let make = make.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let (stream, info) = match tls {
+                None => (
+                    InboundStream::Plain(tcp),
+                    PeerInfo {
+                        addr: Some(peer),
+                        ..PeerInfo::default()
+                    },
+                ),
+                Some(acceptor) => match acceptor.accept(tcp).await {
+                    Ok(accepted) => (accepted.stream, accepted.peer),
+                    Err(e) => {
+                        tracing::info!(peer = %peer, error = %e, "inbound connection refused");
+                        return;
+                    }
+                },
+            };
+            let svc = TowerToHyperService::new(make(info));
             let builder = builder();
-            let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
@@ -83,8 +110,15 @@ fn builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Adds the client's address to each request.
-pub(crate) fn with_client_addr<B>(mut req: Request<B>, peer: SocketAddr) -> Request<B> {
-    req.extensions_mut().insert(ClientAddr(peer));
+/// Adds what is known of the peer to each request: its address, and over
+/// mTLS its identity and certificate hash (replacing anything a client could
+/// have smuggled in).
+pub(crate) fn with_peer<B>(mut req: Request<B>, peer: &PeerInfo) -> Request<B> {
+    peer.insert_into(req.extensions_mut());
+    req.extensions_mut()
+        .insert(crate::observe::MutualTls(peer.is_mtls()));
+    if let Some(addr) = peer.addr {
+        req.extensions_mut().insert(ClientAddr(addr));
+    }
     req
 }

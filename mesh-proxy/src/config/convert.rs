@@ -1220,8 +1220,9 @@ pub(crate) fn authorization_policy(
             ] {
                 ctx.unsupported(u, &format!("{fs}.{n}"));
             }
-            rule.principals
-                .extend(s.principals.iter().map(|p| p.value.clone()));
+            rule.from.push(AuthzSource {
+                principals: s.principals.iter().map(|p| p.value.clone()).collect(),
+            });
         }
         for (j, to) in r.to.iter().enumerate() {
             let o = &to.operation;
@@ -1236,9 +1237,10 @@ pub(crate) fn authorization_policy(
             ] {
                 ctx.unsupported(u, &format!("{fo}.{n}"));
             }
-            rule.paths.extend(o.paths.iter().map(|p| p.value.clone()));
-            rule.methods
-                .extend(o.methods.iter().map(|p| p.value.clone()));
+            rule.to.push(AuthzOperation {
+                paths: o.paths.iter().map(|p| p.value.clone()).collect(),
+                methods: o.methods.iter().map(|p| p.value.clone()).collect(),
+            });
         }
         rules.push(rule);
     }

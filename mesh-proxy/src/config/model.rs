@@ -510,11 +510,25 @@ pub enum AuthzAction {
     Deny,
 }
 
-/// A rule: every part must match.
+/// A rule: any `from` and any `to` must match (empty: anything).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AuthzRule {
+    /// Sources, ORed.
+    pub from: Vec<AuthzSource>,
+    /// Operations, ORed.
+    pub to: Vec<AuthzOperation>,
+}
+
+/// `from.source`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AuthzSource {
     /// Principals any of which must match (empty: anyone).
     pub principals: Vec<String>,
+}
+
+/// `to.operation`: paths and methods must both match.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AuthzOperation {
     /// Paths (empty: any).
     pub paths: Vec<String>,
     /// Methods (empty: any).

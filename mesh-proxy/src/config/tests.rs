@@ -269,8 +269,12 @@ fn security_kinds() {
     assert_eq!(c.peer_authentication, Some(MtlsMode::Strict));
     let p = &c.authorization[0];
     assert_eq!(p.action, AuthzAction::Deny);
-    assert_eq!(p.rules[0].principals, ["cluster.local/ns/default/sa/*"]);
-    assert_eq!(p.rules[0].methods, ["POST"]);
+    assert_eq!(
+        p.rules[0].from[0].principals,
+        ["cluster.local/ns/default/sa/*"]
+    );
+    assert_eq!(p.rules[0].to[0].methods, ["POST"]);
+    assert_eq!(p.rules[0].to[0].paths, ["/admin*"]);
     let errs = errors(
         "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: d}\nspec: {mtls: {mode: SOMETIMES}}\n",
     );

@@ -31,6 +31,7 @@ mod admin;
 mod body;
 mod cluster;
 pub mod config;
+pub mod dns;
 mod headers;
 mod metrics;
 mod observe;

@@ -287,18 +287,27 @@ fn stack(
     }
     let cluster_name: Arc<str> = key.name().into();
     let mtls = tls.is_some();
-    let client = match tls {
-        None => UpstreamClient::Plain(builder.build(connector)),
-        Some(t) => {
-            let config = mesh_tls::client_config(&t.store, t.subject_alt_names)?;
-            UpstreamClient::Mtls(
-                builder.build(mesh_tls::MtlsConnector::with_connector(connector, config)),
-            )
-        }
+    let tls_config = tls
+        .map(|t| mesh_tls::client_config(&t.store, t.subject_alt_names))
+        .transpose()?;
+    // One pool per endpoint: requests keep the caller's authority, so a
+    // shared pool's key could not tell the endpoints apart.
+    let client_for = move |addr: SocketAddr| match &tls_config {
+        None => UpstreamClient::Plain(builder.build(EndpointConnector::new(
+            connector.clone(),
+            "http",
+            addr,
+        ))),
+        Some(config) => UpstreamClient::Mtls(builder.build(EndpointConnector::new(
+            mesh_tls::MtlsConnector::with_connector(connector.clone(), config.clone()),
+            "https",
+            addr,
+        ))),
     };
 
     let make_endpoint = move |ep: &Endpoint| {
         let addr = ep.addr();
+        let client = client_for(addr);
         let version: Arc<str> = ep
             .labels()
             .get("version")
@@ -316,7 +325,6 @@ fn stack(
             .entry(addr)
             .or_default()
             .clone();
-        let client = client.clone();
         tower::service_fn(move |req: Request<Body>| {
             let client = client.clone();
             let upstream = upstream.clone();
@@ -380,16 +388,55 @@ pub(crate) struct UpstreamTls {
     pub(crate) subject_alt_names: Vec<String>,
 }
 
-/// A pooled client, plaintext or mTLS.
+/// Connects to one endpoint whatever the request URI names, so a request can
+/// keep the caller's authority (`:authority` over HTTP/2, `Host` over
+/// HTTP/1.1), as Envoy forwards it.
+#[derive(Clone, Debug)]
+struct EndpointConnector<C> {
+    inner: C,
+    addr: Uri,
+}
+
+impl<C> EndpointConnector<C> {
+    fn new(inner: C, scheme: &str, addr: SocketAddr) -> Self {
+        let addr = Uri::builder()
+            .scheme(scheme)
+            .authority(addr.to_string())
+            .path_and_query("/")
+            .build()
+            .unwrap_or_default();
+        EndpointConnector { inner, addr }
+    }
+}
+
+impl<C: tower::Service<Uri>> tower::Service<Uri> for EndpointConnector<C> {
+    type Response = C::Response;
+    type Error = C::Error;
+    type Future = C::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), C::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, _: Uri) -> C::Future {
+        self.inner.call(self.addr.clone())
+    }
+}
+
+/// A pooled client to one endpoint, plaintext or mTLS.
 #[derive(Clone, Debug)]
 enum UpstreamClient {
-    Plain(Client<HttpConnector, Body>),
-    Mtls(Client<mesh_tls::MtlsConnector<HttpConnector>, Body>),
+    Plain(Client<EndpointConnector<HttpConnector>, Body>),
+    Mtls(Client<EndpointConnector<mesh_tls::MtlsConnector<HttpConnector>>, Body>),
 }
 
 impl UpstreamClient {
-    /// Sends `req` to `addr`; transport errors become the mesh's
-    /// connect-failure or reset errors.
+    /// Sends `req` to the client's endpoint `addr` with the request's
+    /// authority (its URI's, else its `Host`, else `addr`); transport errors
+    /// become the mesh's connect-failure or reset errors.
     async fn send(
         &self,
         addr: SocketAddr,
@@ -404,9 +451,18 @@ impl UpstreamClient {
         } else {
             "http"
         };
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                let host = req.headers().get(http::header::HOST)?;
+                host.to_str().ok().map(str::to_owned)
+            })
+            .unwrap_or_else(|| addr.to_string());
         *req.uri_mut() = Uri::builder()
             .scheme(scheme)
-            .authority(addr.to_string())
+            .authority(authority)
             .path_and_query(path)
             .build()?;
         let result = match self {

@@ -31,6 +31,7 @@ mod admin;
 mod body;
 mod cluster;
 pub mod config;
+mod demo;
 pub mod dns;
 mod headers;
 mod metrics;
@@ -39,5 +40,6 @@ mod proxy;
 mod run;
 mod server;
 
+pub use self::demo::demo;
 pub use self::proxy::Proxy;
 pub use self::run::{RunOptions, Running, load_identity, run, start};

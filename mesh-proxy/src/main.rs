@@ -30,6 +30,12 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Runs the whole mesh on this machine for ten seconds and shows what it did.
+    Demo {
+        /// Leave the sidecars running afterwards (until Ctrl-C).
+        #[arg(long)]
+        keep_running: bool,
+    },
     /// Creates a development CA or issues workload certificates.
     Certs {
         #[command(subcommand)]
@@ -75,12 +81,19 @@ fn certs(action: Certs) -> Result<(), mesh_core::BoxError> {
     match action {
         Certs::Ca { out, trust_domain } => {
             mesh_tls::DevCa::new(&trust_domain)?.write(&out)?;
-            eprintln!("mesh-proxy: CA for trust domain {trust_domain} written to {}", out.display());
+            eprintln!(
+                "mesh-proxy: CA for trust domain {trust_domain} written to {}",
+                out.display()
+            );
         }
         Certs::Issue { ca, id, out, ttl } => {
             let id: mesh_tls::SpiffeId = id.parse()?;
             mesh_tls::DevCa::load(&ca)?.issue(&id, ttl)?.write(&out)?;
-            eprintln!("mesh-proxy: certificate for {id} (valid {}) written to {}", humantime::format_duration(ttl), out.display());
+            eprintln!(
+                "mesh-proxy: certificate for {id} (valid {}) written to {}",
+                humantime::format_duration(ttl),
+                out.display()
+            );
         }
     }
     Ok(())
@@ -90,6 +103,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files } => validate(&files),
+        Command::Demo { keep_running } => {
+            init_tracing();
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("mesh-proxy: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(mesh_proxy::demo(keep_running)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mesh-proxy demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Certs { action } => match certs(action) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

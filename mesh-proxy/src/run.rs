@@ -114,11 +114,13 @@ pub fn load_identity(dir: &std::path::Path) -> Result<(CredentialStore, JoinHand
     Ok((store, reloader.spawn(Duration::from_secs(5))))
 }
 
-/// Starts serving `config` (the listeners bound, the admin server up).
+/// Starts serving `config` (the listeners bound, the admin server up); with
+/// `access_log`, one JSON line per request goes to stdout.
 pub async fn start(
     config: Config,
     admin: SocketAddr,
     identity: Option<CredentialStore>,
+    access_log: bool,
 ) -> Result<Running, BoxError> {
     let listeners = config.listeners.clone();
     let mode = inbound_mode(&config, identity.is_some())?;
@@ -156,7 +158,7 @@ pub async fn start(
                 let observe = Arc::new(ObserveConfig {
                     metrics: proxy.metrics_handle(),
                     reporter: "source",
-                    access_log: true,
+                    access_log,
                 });
                 let outbound = Outbound::new(proxy.clone());
                 serving.push(tokio::spawn(server::serve(
@@ -178,7 +180,7 @@ pub async fn start(
                 let observe = Arc::new(ObserveConfig {
                     metrics: proxy.metrics_handle(),
                     reporter: "destination",
-                    access_log: true,
+                    access_log,
                 });
                 let inbound = inbound_service(app, own_id.clone(), authz.clone());
                 serving.push(tokio::spawn(server::serve(
@@ -226,7 +228,7 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
         }
         None => None,
     };
-    let mut running = start(config, options.admin, identity).await?;
+    let mut running = start(config, options.admin, identity, true).await?;
     eprintln!("mesh-proxy: admin listening on {}", running.admin);
     for (name, addr) in &running.listeners {
         eprintln!("mesh-proxy: listener {name} listening on {addr}");

@@ -23,8 +23,16 @@ const WEB: &str = "spiffe://cluster.local/ns/default/sa/web";
 const REVIEWS: &str = "spiffe://cluster.local/ns/default/sa/reviews";
 
 fn certs(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mesh-proxy")).arg("certs").args(args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
+        .arg("certs")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn identities(dir: &Path) {
@@ -33,7 +41,17 @@ fn identities(dir: &Path) {
     assert!(ca.join("ca.pem").is_file() && ca.join("ca-key.pem").is_file());
     for (id, name) in [(WEB, "web"), (REVIEWS, "reviews")] {
         let out = dir.join(name);
-        certs(&["issue", "--ca", ca.to_str().unwrap(), "--id", id, "--out", out.to_str().unwrap(), "--ttl", "1h"]);
+        certs(&[
+            "issue",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--id",
+            id,
+            "--out",
+            out.to_str().unwrap(),
+            "--ttl",
+            "1h",
+        ]);
         for f in ["ca.pem", "cert.pem", "key.pem"] {
             assert!(out.join(f).is_file(), "{f}");
         }
@@ -88,13 +106,24 @@ async fn two_sidecars_talk_mtls_and_the_app_sees_the_caller() {
     identities(dir.path());
     let (app_addr, hits) = app().await;
     let reviews_id = dir.path().join("reviews");
-    let server = ProxyProc::start_with(&server_yaml(app_addr), &["--identity", reviews_id.to_str().unwrap()]);
+    let server = ProxyProc::start_with(
+        &server_yaml(app_addr),
+        &["--identity", reviews_id.to_str().unwrap()],
+    );
     let web_id = dir.path().join("web");
-    let client = ProxyProc::start_with(&client_yaml(server.inbound(), REVIEWS), &["--identity", web_id.to_str().unwrap()]);
+    let client = ProxyProc::start_with(
+        &client_yaml(server.inbound(), REVIEWS),
+        &["--identity", web_id.to_str().unwrap()],
+    );
 
     let http = Client::new();
     let (status, _, xfcc) = http
-        .get(client.outbound(), "reviews", "/", &[("x-forwarded-client-cert", "By=forged;URI=spiffe://evil")])
+        .get(
+            client.outbound(),
+            "reviews",
+            "/",
+            &[("x-forwarded-client-cert", "By=forged;URI=spiffe://evil")],
+        )
         .await;
     assert_eq!(status, 200, "{xfcc}");
     let parts: Vec<&str> = xfcc.split(';').collect();
@@ -102,24 +131,41 @@ async fn two_sidecars_talk_mtls_and_the_app_sees_the_caller() {
     let hash = parts[1].strip_prefix("Hash=").unwrap();
     assert_eq!(hash.len(), 64);
     assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
-    assert_eq!(parts[2], format!("URI={WEB}"), "the forged header was replaced: {xfcc}");
+    assert_eq!(
+        parts[2],
+        format!("URI={WEB}"),
+        "the forged header was replaced: {xfcc}"
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
     // Both reporters say the traffic was mutual TLS.
     for proxy in [&server, &client] {
         let metrics = proxy.admin_get("/stats/prometheus").await.1;
         assert!(
-            metrics.lines().any(|l| l.starts_with("istio_requests_total{") && l.contains("connection_security_policy=\"mutual_tls\"")),
+            metrics
+                .lines()
+                .any(|l| l.starts_with("istio_requests_total{")
+                    && l.contains("connection_security_policy=\"mutual_tls\"")),
             "{metrics}"
         );
     }
 
     // A plaintext client on the STRICT port gets nothing through.
-    let mut tcp = tokio::net::TcpStream::connect(server.inbound()).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nhost: reviews\r\n\r\n").await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(server.inbound())
+        .await
+        .unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: reviews\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut buf)).await.unwrap();
-    assert!(buf.is_empty(), "no response to plaintext: {:?}", String::from_utf8_lossy(&buf));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_to_end(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        buf.is_empty(),
+        "no response to plaintext: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 1, "no request reached the app");
 }
 
@@ -128,12 +174,20 @@ async fn a_server_outside_subject_alt_names_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     identities(dir.path());
     let (app_addr, hits) = app().await;
-    let server = ProxyProc::start_with(&server_yaml(app_addr), &["--identity", dir.path().join("reviews").to_str().unwrap()]);
+    let server = ProxyProc::start_with(
+        &server_yaml(app_addr),
+        &["--identity", dir.path().join("reviews").to_str().unwrap()],
+    );
     let client = ProxyProc::start_with(
-        &client_yaml(server.inbound(), "spiffe://cluster.local/ns/default/sa/ratings"),
+        &client_yaml(
+            server.inbound(),
+            "spiffe://cluster.local/ns/default/sa/ratings",
+        ),
         &["--identity", dir.path().join("web").to_str().unwrap()],
     );
-    let (status, headers, _) = Client::new().get(client.outbound(), "reviews", "/", &[]).await;
+    let (status, headers, _) = Client::new()
+        .get(client.outbound(), "reviews", "/", &[])
+        .await;
     assert_eq!(status, 503);
     assert_eq!(headers["x-mesh-response-flags"], "UF");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
@@ -151,6 +205,9 @@ fn a_config_needing_an_identity_without_one_is_a_start_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ISTIO_MUTUAL needs the proxy's identity"), "{stderr}");
+    assert!(
+        stderr.contains("ISTIO_MUTUAL needs the proxy's identity"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--identity"), "{stderr}");
 }

@@ -33,6 +33,7 @@ mod cluster;
 pub mod config;
 mod demo;
 pub mod dns;
+mod framing;
 mod headers;
 mod metrics;
 mod observe;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::Service;
 
+use crate::framing::FramingGuard;
 use crate::observe::LogBody;
 
 /// Envoy's default limit on the size of request headers: 60 KiB.
@@ -80,7 +81,10 @@ pub(crate) async fn serve<M, S>(
             };
             let svc = TowerToHyperService::new(make(info));
             let builder = builder();
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let conn = builder.serve_connection(
+                TokioIo::new(FramingGuard::new(stream, MAX_HEADER_BYTES)),
+                svc,
+            );
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }

@@ -19,24 +19,17 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::metrics::write_family;
 use crate::proxy::Proxy;
 
-/// Serves the admin endpoints on `listener` until `shutdown`.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    proxy: Arc<Proxy>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Serves the admin endpoints on `listener` until the task is aborted: it
+/// outlives the drain, so `/ready` can say 503 while requests finish.
+pub(crate) async fn serve(listener: TcpListener, proxy: Arc<Proxy>) {
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            // The admin server outlives the drain so `/ready` can say 503.
-            () = crate::server::stopped(&mut shutdown) => return,
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
         };
-        let Ok((tcp, _)) = accepted else { continue };
         let proxy = proxy.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {

@@ -83,6 +83,9 @@ pub(crate) struct Cluster {
     pub(crate) counters: Arc<Mutex<BTreeMap<SocketAddr, Arc<EndpointCounters>>>>,
     pub(crate) policy: TrafficPolicy,
     pub(crate) service: HttpService,
+    /// For DNS resolution: the names resolved, and the watch that keeps the
+    /// endpoint set up to date (dropping it stops the lookups).
+    pub(crate) dns: Option<(Vec<crate::dns::DnsTarget>, crate::dns::WatchHandle)>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -140,6 +143,7 @@ impl Cluster {
             counters,
             policy: policy.clone(),
             service,
+            dns: None,
         })
     }
 

@@ -30,6 +30,7 @@ use mesh_tls::{CredentialStore, Credentials, DevCa, SpiffeId};
 use tokio::net::TcpListener;
 
 use crate::config;
+use crate::dns::Resolver;
 use crate::run::{Running, start};
 
 const CLIENTS: usize = 8;
@@ -321,6 +322,7 @@ async fn phase(
         load("client.yaml", &client_yaml(inbound, policies))?,
         "127.0.0.1:0".parse()?,
         Some(web.clone()),
+        Resolver::system(),
         false,
     )
     .await?;
@@ -380,6 +382,7 @@ pub async fn demo(keep_running: bool) -> Result<(), BoxError> {
         )?,
         "127.0.0.1:0".parse()?,
         Some(reviews),
+        Resolver::system(),
         false,
     )
     .await?;

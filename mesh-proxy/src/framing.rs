@@ -476,6 +476,12 @@ impl<T> FramingGuard<T> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            if self.buf.len() > INITIAL_BUFFER {
+                // A large head is through: don't keep its room for the
+                // connection's lifetime.
+                self.buf.truncate(INITIAL_BUFFER);
+                self.buf.shrink_to_fit();
+            }
         }
     }
 
@@ -1111,6 +1117,22 @@ mod tests {
         assert!(matches!(shut, Poll::Ready(Ok(()))));
         assert!(guard.io.shut);
         assert!(guard.io.chunks.is_empty());
+    }
+
+    #[test]
+    fn the_buffer_grows_for_a_large_head_and_shrinks_back() {
+        let big = [
+            &b"GET / HTTP/1.1\r\nX-A: "[..],
+            &[b'a'; 3 * INITIAL_BUFFER],
+            b"\r\n\r\n",
+        ]
+        .concat();
+        let input = [&big[..], b"GET / HTTP/1.1\r\n\r\n"].concat();
+        let mut guard = FramingGuard::new(Script::new([input.clone()], false), 64 * 1024);
+        let (got, err) = read_all(&mut guard, &[64 * 1024]);
+        assert!(err.is_none());
+        assert_eq!(got, input);
+        assert_eq!(guard.buf.len(), INITIAL_BUFFER);
     }
 
     #[test]

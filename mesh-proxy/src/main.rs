@@ -29,6 +29,9 @@ enum Command {
         /// Worker threads (default: the number of CPUs).
         #[arg(long)]
         threads: Option<usize>,
+        /// The DNS server for `resolution: DNS` services (default: /etc/resolv.conf's).
+        #[arg(long, value_name = "ADDR:PORT")]
+        dns: Option<std::net::SocketAddr>,
     },
     /// Runs the whole mesh on this machine for ten seconds and shows what it did.
     Demo {
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
             admin,
             identity,
             threads,
+            dns,
         } => {
             init_tracing();
             let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -149,6 +153,7 @@ fn main() -> ExitCode {
             let options = mesh_proxy::RunOptions {
                 admin,
                 identity,
+                dns,
                 ..mesh_proxy::RunOptions::new(configs)
             };
             match rt.block_on(mesh_proxy::run(options)) {

@@ -32,6 +32,7 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 use crate::body::{self, Body};
 use crate::cluster::{Cluster, ClusterKey, HttpService, UpstreamTls, endpoints_for};
 use crate::config::model::{self, Config, Protocol};
+use crate::dns::{self, DnsTarget, Resolver};
 use crate::headers;
 use crate::metrics::Metrics;
 use crate::observe::DestinationService;
@@ -40,7 +41,7 @@ use crate::observe::DestinationService;
 #[derive(Debug)]
 pub struct Proxy {
     current: ArcSwap<Snapshot>,
-    identity: Option<CredentialStore>,
+    env: Env,
     metrics: Arc<Metrics>,
     ready: AtomicBool,
     listeners: Mutex<Vec<(String, SocketAddr)>>,
@@ -82,12 +83,17 @@ impl Snapshot {
 
 impl Proxy {
     /// A proxy serving `config` as version 1, with this workload identity
-    /// (for ISTIO_MUTUAL upstreams).
-    pub fn new(config: Config, identity: Option<CredentialStore>) -> Result<Arc<Proxy>, BoxError> {
-        let snapshot = build(config, 1, None, identity.as_ref())?;
+    /// (for ISTIO_MUTUAL upstreams) and resolver (for DNS services).
+    pub fn new(
+        config: Config,
+        identity: Option<CredentialStore>,
+        resolver: Resolver,
+    ) -> Result<Arc<Proxy>, BoxError> {
+        let env = Env { identity, resolver };
+        let snapshot = build(config, 1, None, &env)?;
         Ok(Arc::new(Proxy {
             current: ArcSwap::from_pointee(snapshot),
-            identity,
+            env,
             metrics: Arc::new(Metrics::new()),
             ready: AtomicBool::new(false),
             listeners: Mutex::default(),
@@ -100,7 +106,7 @@ impl Proxy {
     pub fn reload(&self, config: Config) -> Result<u64, BoxError> {
         let previous = self.current.load_full();
         let version = self.versions.load(Ordering::Acquire) + 1;
-        let snapshot = build(config, version, Some(&previous), self.identity.as_ref())?;
+        let snapshot = build(config, version, Some(&previous), &self.env)?;
         self.versions.store(version, Ordering::Release);
         self.current.store(Arc::new(snapshot));
         Ok(version)
@@ -186,7 +192,7 @@ fn build(
     config: Config,
     version: u64,
     previous: Option<&Snapshot>,
-    identity: Option<&CredentialStore>,
+    env: &Env,
 ) -> Result<Snapshot, BoxError> {
     let config = Arc::new(config);
     let hosts = host_table(&config);
@@ -217,7 +223,7 @@ fn build(
                     target,
                     vs_routes.get(&target.route.name).copied(),
                     previous,
-                    identity,
+                    env,
                     &mut clusters,
                     &mut budgets,
                     &mut retry_stats,
@@ -444,7 +450,7 @@ fn destination_service(
     target: Target<'_>,
     route: Option<&model::HttpRoute>,
     previous: Option<&Snapshot>,
-    identity: Option<&CredentialStore>,
+    env: &Env,
     clusters: &mut BTreeMap<ClusterKey, Arc<Cluster>>,
     budgets: &mut HashMap<ClusterKey, Arc<dyn RetryBudget>>,
     retry_stats: &mut Vec<(ClusterKey, RetryStats)>,
@@ -490,29 +496,47 @@ fn destination_service(
             );
         }
     };
-    let endpoints = endpoints_for(service, port, selector.as_ref());
+    let dns_targets = (service.resolution == model::Resolution::Dns)
+        .then(|| dns_targets(service, port, selector.as_ref()));
+    let endpoints = if dns_targets.is_some() {
+        Vec::new()
+    } else {
+        endpoints_for(service, port, selector.as_ref())
+    };
     let cluster = match clusters.get(&key) {
         Some(c) => c.clone(),
         None => {
             let reused = previous
                 .and_then(|p| p.clusters.get(&key))
-                .filter(|c| c.policy == policy)
+                .filter(|c| {
+                    c.policy == policy && c.dns.as_ref().map(|(t, _)| t) == dns_targets.as_ref()
+                })
                 .cloned();
             let c = match reused {
                 Some(c) => {
-                    c.endpoints.replace(endpoints);
+                    if c.dns.is_none() {
+                        c.endpoints.replace(endpoints);
+                    }
                     c
                 }
                 None => {
-                    let tls =
-                        upstream_tls(rule.map_or("", |r| r.name.as_str()), &policy, identity)?;
-                    Arc::new(Cluster::build(
-                        key.clone(),
-                        endpoints,
-                        port.protocol,
+                    let tls = upstream_tls(
+                        rule.map_or("", |r| r.name.as_str()),
                         &policy,
-                        tls,
-                    )?)
+                        env.identity.as_ref(),
+                    )?;
+                    let mut c =
+                        Cluster::build(key.clone(), endpoints, port.protocol, &policy, tls)?;
+                    if let Some(targets) = dns_targets {
+                        let handle = dns::watch(
+                            targets.clone(),
+                            c.endpoints.clone(),
+                            env.resolver.clone(),
+                            dns::DEFAULT_REFRESH,
+                        );
+                        c.dns = Some((targets, handle));
+                    }
+                    Arc::new(c)
                 }
             };
             clusters.insert(key.clone(), c.clone());
@@ -571,6 +595,51 @@ fn destination_service(
             )
             .service(base),
     ))
+}
+
+/// What outlives config versions and is needed to build clusters.
+#[derive(Debug)]
+struct Env {
+    identity: Option<CredentialStore>,
+    resolver: Resolver,
+}
+
+/// The names to resolve for a DNS service port: each endpoint's address, or
+/// with no endpoints the service's hosts; narrowed to the subset's labels.
+fn dns_targets(
+    service: &model::Service,
+    port: &model::ServicePort,
+    selector: Option<&LabelSelector>,
+) -> Vec<DnsTarget> {
+    let target_port = |ep: Option<&model::EndpointSpec>| {
+        ep.and_then(|e| e.ports.get(&port.name).copied())
+            .or(port.target_port)
+            .unwrap_or(port.number)
+    };
+    if service.endpoints.is_empty() {
+        return service
+            .hosts
+            .iter()
+            .filter(|h| !h.starts_with('*'))
+            .map(|h| DnsTarget::new(h.clone(), target_port(None)))
+            .collect();
+    }
+    service
+        .endpoints
+        .iter()
+        .filter(|ep| {
+            selector.is_none_or(|s| s.labels().iter().all(|(k, v)| ep.labels.get(k) == Some(v)))
+        })
+        .map(|ep| {
+            let mut t = DnsTarget::new(ep.address.clone(), target_port(Some(ep)));
+            t.labels = ep.labels.clone();
+            t.weight = ep.weight;
+            if let Some(l) = &ep.locality {
+                t.locality = mesh_core::Locality::parse(l);
+            }
+            t
+        })
+        .collect()
 }
 
 /// The mTLS settings of a cluster from its DestinationRule `tls`.

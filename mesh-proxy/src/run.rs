@@ -27,6 +27,7 @@ use tower::{Layer, ServiceBuilder, ServiceExt};
 use crate::body::{self, Body};
 use crate::config::Config;
 use crate::config::model::{self, Direction, MtlsMode};
+use crate::dns::Resolver;
 use crate::observe::{Observe, ObserveConfig};
 use crate::proxy::{Outbound, Proxy};
 use crate::{admin, config, headers, server};
@@ -47,6 +48,8 @@ pub struct RunOptions {
     pub drain: Duration,
     /// How often config files are checked for changes.
     pub watch_interval: Duration,
+    /// The DNS server for `resolution: DNS` services (default: the system's).
+    pub dns: Option<SocketAddr>,
 }
 
 impl RunOptions {
@@ -58,6 +61,7 @@ impl RunOptions {
             identity: None,
             drain: Duration::from_secs(5),
             watch_interval: Duration::from_millis(500),
+            dns: None,
         }
     }
 }
@@ -120,23 +124,20 @@ pub async fn start(
     config: Config,
     admin: SocketAddr,
     identity: Option<CredentialStore>,
+    resolver: Resolver,
     access_log: bool,
 ) -> Result<Running, BoxError> {
     let listeners = config.listeners.clone();
     let mode = inbound_mode(&config, identity.is_some())?;
     let authz = authorization(&config);
-    let proxy = Proxy::new(config, identity.clone())?;
+    let proxy = Proxy::new(config, identity.clone(), resolver)?;
     let (shutdown_tx, shutdown) = watch::channel(false);
 
     let admin_listener = TcpListener::bind(admin)
         .await
         .map_err(|e| format!("cannot bind the admin address {admin}: {e}"))?;
     let admin_addr = admin_listener.local_addr()?;
-    let mut background = vec![tokio::spawn(admin::serve(
-        admin_listener,
-        proxy.clone(),
-        shutdown.clone(),
-    ))];
+    let mut background = vec![tokio::spawn(admin::serve(admin_listener, proxy.clone()))];
 
     let acceptor = match (&identity, mode) {
         (Some(store), Some(mode)) => Some(MtlsAcceptor::new(store, mode)?),
@@ -228,7 +229,10 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
         }
         None => None,
     };
-    let mut running = start(config, options.admin, identity, true).await?;
+    let resolver = options
+        .dns
+        .map_or_else(Resolver::system, Resolver::with_server);
+    let mut running = start(config, options.admin, identity, resolver, true).await?;
     eprintln!("mesh-proxy: admin listening on {}", running.admin);
     for (name, addr) in &running.listeners {
         eprintln!("mesh-proxy: listener {name} listening on {addr}");

@@ -315,3 +315,61 @@ async fn a_failed_lookup_keeps_the_last_set() {
         "a failed lookup must not empty the set"
     );
 }
+
+mod support;
+
+/// The proxy binary resolving a `resolution: DNS` ServiceEntry through
+/// `--dns`, against the real dnsmasq: traffic follows the DNS answer and no
+/// request fails while it moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_follows_dns_changes_without_failing_requests() {
+    use support::{Backend, Behavior, Client, ProxyProc, sidecar};
+    let b2 = Backend::start_at("127.0.0.2:0".parse().unwrap(), "b2", Behavior::Ok).await;
+    let port = b2.addr.port();
+    let b3 = Backend::start_at(SocketAddr::from(([127, 0, 0, 3], port)), "b3", Behavior::Ok).await;
+    let dns = Dnsmasq::start(&reviews_hosts(&["127.0.0.2"]), &[], REVIEWS).await;
+    let yaml = format!(
+        "{}---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: reviews}}\nspec:\n  hosts: [{REVIEWS}]\n  ports: [{{number: 9080, name: http, protocol: HTTP}}]\n  resolution: DNS\n  endpoints:\n  - address: {REVIEWS}\n    ports: {{http: {port}}}\n",
+        sidecar()
+    );
+    let dns_arg = dns.addr.to_string();
+    let proxy = ProxyProc::start_with(&yaml, &["--dns", &dns_arg]);
+    let client = Client::new();
+    // The first answer arrives shortly after start.
+    let mut first = None;
+    for _ in 0..100 {
+        let (status, _, body) = client.get(proxy.outbound(), "reviews", "/", &[]).await;
+        if status == 200 {
+            first = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(first.as_deref(), Some("b2"));
+
+    dns.change_hosts(&reviews_hosts(&["127.0.0.3"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut moved = false;
+    let mut sent = 0;
+    while Instant::now() < deadline {
+        let (status, _, body) = client.get(proxy.outbound(), "reviews", "/", &[]).await;
+        sent += 1;
+        assert_eq!(
+            status, 200,
+            "request {sent} failed while DNS changed: {body}"
+        );
+        if body == "b3" {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(moved, "traffic did not move to the new DNS answer");
+    for _ in 0..10 {
+        assert_eq!(
+            client.get(proxy.outbound(), "reviews", "/", &[]).await.2,
+            "b3"
+        );
+    }
+    assert!(b3.hits() >= 11);
+}

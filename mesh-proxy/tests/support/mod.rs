@@ -42,7 +42,12 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(name: &'static str, behavior: Behavior) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at("127.0.0.1:0".parse().unwrap(), name, behavior).await
+    }
+
+    /// A backend on a given address (another loopback IP, a chosen port).
+    pub async fn start_at(bind: SocketAddr, name: &'static str, behavior: Behavior) -> Backend {
+        let listener = TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let backend = Backend {
             name,
@@ -239,6 +244,33 @@ impl Client {
         Client {
             inner: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    /// GET, returning the client's error instead of panicking on it.
+    pub async fn try_get(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+    ) -> Result<(StatusCode, String), String> {
+        let req = Request::builder()
+            .uri(format!("http://{addr}{path}"))
+            .header("host", host)
+            .body(Empty::new())
+            .unwrap();
+        let res = self
+            .inner
+            .request(req)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let status = res.status();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{e:?}"))?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
     /// GET `path` from `addr` with this Host and headers: status, headers, body.

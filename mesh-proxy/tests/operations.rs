@@ -1,0 +1,175 @@
+//! The proxy in operation: hot reload under load, and draining on SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::{Backend, Behavior, Client, ProxyProc, service, sidecar};
+
+fn routes_to(subset: &str, a: &Backend, b: &Backend) -> String {
+    format!(
+        "{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web}}\nspec:\n  host: web\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web}}\nspec:\n  hosts: [web]\n  http:\n  - route: [{{destination: {{host: web, subset: {subset}}}}}]\n",
+        sidecar(),
+        service("web", &[(a, "v1"), (b, "v2")])
+    )
+}
+
+async fn version(proxy: &ProxyProc) -> u64 {
+    proxy.admin_json("/config_dump").await["version"]
+        .as_u64()
+        .unwrap()
+}
+
+async fn wait_version(proxy: &ProxyProc, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while version(proxy).await < want {
+        assert!(
+            Instant::now() < deadline,
+            "version {want} never came into force"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_reloads_under_load_fail_no_request() {
+    let a = Backend::start("v1", Behavior::Ok).await;
+    let b = Backend::start("v2", Behavior::Ok).await;
+    let proxy = ProxyProc::start(&routes_to("v1", &a, &b));
+    assert_eq!(version(&proxy).await, 1);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, failures, sent, seen) =
+            (stop.clone(), failures.clone(), sent.clone(), seen.clone());
+        let addr = proxy.outbound();
+        load.push(tokio::spawn(async move {
+            let client = Client::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (status, _, body) = client.get(addr, "web", "/", &[]).await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                if status != 200 {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+                seen.lock().unwrap().insert(body);
+            }
+        }));
+    }
+
+    for i in 1..=20u64 {
+        let subset = if i % 2 == 1 { "v2" } else { "v1" };
+        // Replace by rename half the time, rewrite in place the other half.
+        if i % 4 == 0 {
+            let tmp = proxy.config_path.with_extension("tmp");
+            std::fs::write(&tmp, routes_to(subset, &a, &b)).unwrap();
+            std::fs::rename(&tmp, &proxy.config_path).unwrap();
+        } else {
+            std::fs::write(&proxy.config_path, routes_to(subset, &a, &b)).unwrap();
+        }
+        wait_version(&proxy, i + 1).await;
+    }
+
+    // An invalid config is refused with its position; the version stays.
+    std::fs::write(&proxy.config_path, "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web}\nspec:\n  hosts: [web]\n  htp: []\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("mesh.yaml:6:3: VirtualService web: unknown field `htp`"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            proxy.stderr.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(version(&proxy).await, 21);
+
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    assert!(sent.load(Ordering::Relaxed) > 50, "load was running");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "no request failed across 20 swaps"
+    );
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.contains("v1") && seen.contains("v2"),
+        "routes changed: {seen:?}"
+    );
+    // The last valid version routes to v1.
+    let (_, _, body) = Client::new().get(proxy.outbound(), "web", "/", &[]).await;
+    assert_eq!(body, "v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests() {
+    let slow = Backend::start("slow", Behavior::Delay(Duration::from_millis(700))).await;
+    let mut proxy = ProxyProc::start(&format!(
+        "{}{}",
+        sidecar(),
+        service("web", &[(&slow, "v1")])
+    ));
+    let client = Client::new();
+    let addr = proxy.outbound();
+    let mut in_flight = Vec::new();
+    for _ in 0..8 {
+        let client = client.clone();
+        in_flight.push(tokio::spawn(async move {
+            client.try_get(addr, "web", "/").await
+        }));
+    }
+    // Let them all reach the backend, then ask the proxy to stop.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while slow.hits() < 8 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let admin = proxy.admin;
+    let pid = proxy.pid();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    // While draining, readiness says so.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (ready, _, _) = client.get(admin, "admin", "/ready", &[]).await;
+    assert_eq!(ready, 503);
+    for r in in_flight {
+        let result = r.await.unwrap();
+        let stderr = proxy.stderr.lock().unwrap().clone();
+        let (status, body) = result.unwrap_or_else(|e| {
+            panic!("an in-flight request was lost: {e}; proxy said {stderr:?}")
+        });
+        assert_eq!(
+            (status.as_u16(), body.as_str()),
+            (200, "slow"),
+            "in-flight requests finish"
+        );
+    }
+    let status = proxy.terminate();
+    assert!(status.success(), "exit 0 after draining: {status:?}");
+    assert!(
+        proxy
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("draining"))
+    );
+}

@@ -107,7 +107,7 @@ async fn twenty_reloads_under_load_fail_no_request() {
         0,
         "no request failed across 20 swaps"
     );
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert!(
         seen.contains("v1") && seen.contains("v2"),
         "routes changed: {seen:?}"

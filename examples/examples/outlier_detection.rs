@@ -111,7 +111,11 @@ async fn main() -> Result<(), BoxError> {
     let back = detector.endpoints().iter().all(|e| !e.ejected);
     println!("after the ejection time and a sweep, all back in service: {back}");
     let res = client.ready().await?.call(Request::new(())).await?;
-    println!("next request: {} from {}", res.status(), res.body().get_ref());
+    println!(
+        "next request: {} from {}",
+        res.status(),
+        res.body().get_ref()
+    );
     println!("pool: {:?}", pool.stats());
     Ok(())
 }

@@ -156,9 +156,10 @@ where
         let mut changed = self.poll_discover(cx)?;
         changed |= self.set.poll_unready::<Request<B>>(cx);
         if changed {
-            // Off the per-request path: only when membership changed.
+            // Only when membership changed; hash tables build off this path.
             self.picker.rebuild(&self.set);
         }
+        self.picker.poll_pending(cx);
         self.empty = self.set.len() == 0;
         if self.set.ready_len() > 0 || self.empty {
             Poll::Ready(Ok(()))

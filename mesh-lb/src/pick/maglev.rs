@@ -5,7 +5,7 @@
 
 use xxhash_rust::xxh64::xxh64;
 
-use crate::ready_set::ReadySet;
+use super::hash_table::Member;
 
 const EMPTY: u32 = u32::MAX;
 
@@ -15,9 +15,9 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    pub(crate) fn build<S>(size: u64, set: &ReadySet<S>) -> Table {
+    pub(crate) fn build(size: u64, members: &[Member]) -> Table {
         let m = size as usize;
-        if set.len() == 0 || m == 0 {
+        if members.is_empty() || m == 0 {
             return Table::default();
         }
         struct Fill {
@@ -27,20 +27,20 @@ impl Table {
             weight: u64,
             target: u64,
         }
-        let max_weight = set
-            .endpoints()
-            .map(|e| u64::from(e.weight().get()))
+        let max_weight = members
+            .iter()
+            .map(|m| u64::from(m.weight))
             .max()
             .unwrap_or(1);
-        let mut fills: Vec<Fill> = set
-            .endpoints()
+        let mut fills: Vec<Fill> = members
+            .iter()
             .map(|e| {
-                let name = e.addr().to_string();
+                let name = e.addr.to_string();
                 Fill {
                     offset: xxh64(name.as_bytes(), 0) % size,
                     skip: xxh64(name.as_bytes(), 1) % (size - 1).max(1) + 1,
                     next: 0,
-                    weight: u64::from(e.weight().get()),
+                    weight: u64::from(e.weight),
                     target: 0,
                 }
             })

@@ -4,14 +4,14 @@
 //! rebuilt when the set's membership changes; a pick only reads.
 
 mod edf;
+pub(crate) mod hash_table;
 mod maglev;
 mod ring_hash;
 
 use mesh_core::context::TriedEndpoints;
 
 use self::edf::Edf;
-use self::maglev::Table;
-use self::ring_hash::Ring;
+use self::hash_table::{HashTable, Kind};
 use crate::config::{self, LoadBalancer};
 use crate::ready_set::ReadySet;
 use crate::rng::FastRng;
@@ -51,14 +51,8 @@ pub(crate) enum Picker {
     PeakEwma {
         config: config::PeakEwma,
     },
-    RingHash {
-        config: config::RingHash,
-        ring: Ring,
-    },
-    Maglev {
-        config: config::Maglev,
-        table: Table,
-    },
+    /// Ring hash or Maglev.
+    Hash(HashTable),
 }
 
 fn all_equal<S>(set: &ReadySet<S>) -> bool {
@@ -82,14 +76,8 @@ impl Picker {
                 edf: None,
             },
             LoadBalancer::PeakEwma(c) => Picker::PeakEwma { config: c.clone() },
-            LoadBalancer::RingHash(c) => Picker::RingHash {
-                config: c.clone(),
-                ring: Ring::default(),
-            },
-            LoadBalancer::Maglev(c) => Picker::Maglev {
-                config: c.clone(),
-                table: Table::default(),
-            },
+            LoadBalancer::RingHash(c) => Picker::Hash(HashTable::new(Kind::Ring(c.clone()))),
+            LoadBalancer::Maglev(c) => Picker::Hash(HashTable::new(Kind::Maglev(c.table_size))),
         }
     }
 
@@ -103,6 +91,13 @@ impl Picker {
         match self {
             Picker::PeakEwma { config } => Some(config),
             _ => None,
+        }
+    }
+
+    /// Swaps in a hash table that finished building off the request path.
+    pub(crate) fn poll_pending(&mut self, cx: &mut std::task::Context<'_>) {
+        if let Picker::Hash(table) = self {
+            table.poll_pending(cx);
         }
     }
 
@@ -136,8 +131,7 @@ impl Picker {
                 });
             }
             Picker::PeakEwma { .. } => {}
-            Picker::RingHash { config, ring } => *ring = Ring::build(config, set),
-            Picker::Maglev { config, table } => *table = Table::build(config.table_size, set),
+            Picker::Hash(table) => table.rebuild(set),
         }
     }
 
@@ -219,14 +213,12 @@ impl Picker {
             }
             // Retries stay on the hashed endpoint (Istio drops `previous_hosts`
             // for consistent hashing), so `tried` is not consulted here.
-            Picker::RingHash { ring, .. } => match input.hash {
-                Some(h) => ring.pick(h, |i| set.is_ready(i)),
-                None => Some(random_ready(set, input, rng)),
-            },
-            Picker::Maglev { table, .. } => match input.hash {
-                Some(h) => table.pick(h, |i| set.is_ready(i)),
-                None => Some(random_ready(set, input, rng)),
-            },
+            // A request without the key, or a table not yet covering any
+            // ready endpoint, goes to a random one.
+            Picker::Hash(table) => input
+                .hash
+                .and_then(|h| table.pick(set, h))
+                .or_else(|| Some(random_ready(set, input, rng))),
         }
     }
 }

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use xxhash_rust::xxh64::xxh64;
 
+use super::hash_table::Member;
 use crate::config::RingHash;
-use crate::ready_set::ReadySet;
 
 #[derive(Debug, Default)]
 pub(crate) struct Ring {
@@ -20,26 +20,26 @@ impl Ring {
     /// `min(ceil(min(w) × minimum) / min(w), maximum)`; walking the endpoints in
     /// order, each adds points named `"<address>_<i>"` (hashed with XXH64, seed
     /// 0) until the running total reaches `scale × Σw so far`.
-    pub(crate) fn build<S>(config: &RingHash, set: &ReadySet<S>) -> Ring {
-        let total: f64 = set.endpoints().map(|e| f64::from(e.weight().get())).sum();
-        if set.len() == 0 || total <= 0.0 {
+    pub(crate) fn build(config: &RingHash, members: &[Member]) -> Ring {
+        let total: f64 = members.iter().map(|m| f64::from(m.weight)).sum();
+        if members.is_empty() || total <= 0.0 {
             return Ring::default();
         }
-        let min_w = set
-            .endpoints()
-            .map(|e| f64::from(e.weight().get()) / total)
+        let min_w = members
+            .iter()
+            .map(|m| f64::from(m.weight) / total)
             .fold(f64::INFINITY, f64::min);
         let scale = ((min_w * config.minimum_ring_size as f64).ceil() / min_w)
             .min(config.maximum_ring_size as f64);
         let mut points = Vec::with_capacity(scale.ceil() as usize);
         let mut name = String::with_capacity(64);
         let (mut current, mut target) = (0.0f64, 0.0f64);
-        for (idx, ep) in set.endpoints().enumerate() {
-            target += scale * f64::from(ep.weight().get()) / total;
+        for (idx, m) in members.iter().enumerate() {
+            target += scale * f64::from(m.weight) / total;
             let mut i = 0u64;
             while current < target {
                 name.clear();
-                let _ = write!(name, "{}_{i}", ep.addr());
+                let _ = write!(name, "{}_{i}", m.addr);
                 points.push((xxh64(name.as_bytes(), 0), idx as u32));
                 current += 1.0;
                 i += 1;

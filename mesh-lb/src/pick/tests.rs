@@ -157,11 +157,70 @@ proptest! {
     }
 }
 
+fn members(set: &ReadySet<Svc>) -> Vec<hash_table::Member> {
+    set.endpoints()
+        .map(|e| hash_table::Member {
+            addr: e.addr(),
+            weight: e.weight().get(),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn hash_tables_rebuild_off_the_request_path() {
+    let mut set = set_of(&[1, 1, 1]);
+    let mut picker = Picker::new(&LoadBalancer::maglev(HashKey::SourceIp));
+    picker.rebuild(&set);
+    let Picker::Hash(table) = &picker else {
+        unreachable!()
+    };
+    assert!(!table.is_pending(), "the first table is built in place");
+    let mut rng = FastRng::seeded(3);
+    let input = PickInput {
+        hash: Some(99),
+        ..Default::default()
+    };
+    let home = picker.pick(&set, &input, &mut rng).unwrap();
+
+    // A new endpoint: the next table builds on the blocking pool while picks
+    // keep using the current one.
+    set.insert(Endpoint::new(addr(7)), svc());
+    refresh(&mut set);
+    picker.rebuild(&set);
+    let Picker::Hash(table) = &picker else {
+        unreachable!()
+    };
+    assert!(table.is_pending());
+    assert_eq!(
+        picker.pick(&set, &input, &mut rng),
+        Some(home),
+        "the old table still answers"
+    );
+
+    std::future::poll_fn(|cx| {
+        picker.poll_pending(cx);
+        match &picker {
+            Picker::Hash(t) if t.is_pending() => std::task::Poll::Pending,
+            _ => std::task::Poll::Ready(()),
+        }
+    })
+    .await;
+    // The new table covers the new endpoint: some key lands on it.
+    let on_new = (0..5000u64).any(|k| {
+        let input = PickInput {
+            hash: Some(xxhash_rust::xxh64::xxh64(&k.to_le_bytes(), 1)),
+            ..Default::default()
+        };
+        picker.pick(&set, &input, &mut rng) == set.index_of(&addr(7))
+    });
+    assert!(on_new);
+}
+
 #[test]
 fn ring_hash_weights_scale_points() {
     let lb = config::RingHash::new(HashKey::SourceIp);
     let set = set_of(&[1, 2]);
-    let ring = ring_hash::Ring::build(&lb, &set);
+    let ring = ring_hash::Ring::build(&lb, &members(&set));
     // Envoy: scale = ceil(1/3 × 1024) / (1/3) = 1026 points, split 1:2.
     assert_eq!(ring.points_of(0), 342);
     assert_eq!(ring.points_of(1), 684);
@@ -171,7 +230,7 @@ fn ring_hash_weights_scale_points() {
 #[test]
 fn maglev_fills_in_proportion_to_weight() {
     let set = set_of(&[1, 2]);
-    let table = maglev::Table::build(65537, &set);
+    let table = maglev::Table::build(65537, &members(&set));
     // Envoy's figure for 1:2 is 21,846 : 43,691.
     assert!(
         (table.slots_of(0) as i64 - 21846).abs() <= 1,

@@ -34,7 +34,6 @@ use crate::dns::Resolver;
 use crate::run::{Running, start};
 
 const CLIENTS: usize = 8;
-const PHASE: Duration = Duration::from_secs(5);
 
 /// What one app version saw.
 #[derive(Default)]
@@ -167,10 +166,10 @@ struct Seen {
     latency: BTreeMap<String, Vec<u64>>,
 }
 
-async fn drive(outbound: SocketAddr, label: &str) -> Seen {
+async fn drive(outbound: SocketAddr, label: &str, length: Duration) -> Seen {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let deadline = Instant::now() + PHASE;
+    let deadline = Instant::now() + length;
     let mut workers = Vec::new();
     for w in 0..CLIENTS {
         let client = client.clone();
@@ -308,6 +307,7 @@ async fn phase(
     policies: bool,
     web: &CredentialStore,
     apps: &[Arc<AppStats>],
+    length: Duration,
 ) -> Result<(Phase, Running), BoxError> {
     let before: Vec<(u64, u64)> = apps
         .iter()
@@ -329,7 +329,7 @@ async fn phase(
     let outbound = client
         .listener("outbound")
         .ok_or("the client sidecar has no outbound listener")?;
-    let seen = drive(outbound, label).await;
+    let seen = drive(outbound, label, length).await;
     let snapshot = client.proxy().snapshot();
     let mut ejections = BTreeMap::new();
     let mut retries = 0;
@@ -362,8 +362,9 @@ async fn phase(
     ))
 }
 
-/// Runs the demo; with `keep_running`, leaves the sidecars up until Ctrl-C.
-pub async fn demo(keep_running: bool) -> Result<(), BoxError> {
+/// Runs the demo, each of its two phases for `phase`; with `keep_running`,
+/// leaves the sidecars up until Ctrl-C.
+pub async fn demo(phase_length: Duration, keep_running: bool) -> Result<(), BoxError> {
     eprintln!(
         "mesh-proxy demo: a dev CA, three versions of `reviews` behind an mTLS (STRICT) sidecar, and a client sidecar in front."
     );
@@ -391,10 +392,17 @@ pub async fn demo(keep_running: bool) -> Result<(), BoxError> {
 
     eprintln!(
         "Driving {CLIENTS} clients for {}s per phase: 90% to the live pool (v1, v2), 10% to the v3 canary, end-user: jason -> v3.",
-        PHASE.as_secs()
+        phase_length.as_secs_f64()
     );
-    let (mut plain, plain_proxy) =
-        phase("without resilience policies", &inbound, false, &web, &apps).await?;
+    let (mut plain, plain_proxy) = phase(
+        "without resilience policies",
+        &inbound,
+        false,
+        &web,
+        &apps,
+        phase_length,
+    )
+    .await?;
     plain_proxy.shutdown(Duration::from_secs(1)).await;
     let (mut meshed, meshed_proxy) = phase(
         "with retries + outlier ejection",
@@ -402,6 +410,7 @@ pub async fn demo(keep_running: bool) -> Result<(), BoxError> {
         true,
         &web,
         &apps,
+        phase_length,
     )
     .await?;
 

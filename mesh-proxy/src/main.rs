@@ -38,6 +38,9 @@ enum Command {
         /// Leave the sidecars running afterwards (until Ctrl-C).
         #[arg(long)]
         keep_running: bool,
+        /// Seconds of traffic per phase (there are two).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
     },
     /// Creates a development CA or issues workload certificates.
     Certs {
@@ -106,7 +109,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { files } => validate(&files),
-        Command::Demo { keep_running } => {
+        Command::Demo {
+            keep_running,
+            seconds,
+        } => {
             init_tracing();
             let rt = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -115,7 +121,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(mesh_proxy::demo(keep_running)) {
+            let phase = std::time::Duration::from_secs_f64(seconds.clamp(0.1, 3600.0));
+            match rt.block_on(mesh_proxy::demo(phase, keep_running)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("mesh-proxy demo: {e}");

@@ -11,7 +11,12 @@
 //! | [`Attempt`] | the retry layer | the balancer, `x-envoy-attempt-count` |
 //! | [`TriedEndpoints`] | the retry layer | the balancer (prefer an untried endpoint) |
 //! | [`ChosenEndpoint`] | the balancer (request and response) | endpoint clients, access logs, retry |
+//!
+//! An error has no extensions, so a balancer names the endpoint that failed
+//! by wrapping the error in an [`EndpointError`]; classification and
+//! `MeshError::find` see through it.
 
+use std::error::Error as StdError;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -115,9 +120,74 @@ impl TriedEndpoints {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ChosenEndpoint(pub SocketAddr);
 
+/// An error from the endpoint a balancer chose, naming it (so a retry can
+/// avoid it even when it answered with an error, not a response).
+#[derive(Debug)]
+pub struct EndpointError {
+    addr: SocketAddr,
+    source: crate::BoxError,
+}
+
+impl EndpointError {
+    /// Wraps `source`, an error from the endpoint at `addr`.
+    pub fn new(addr: SocketAddr, source: impl Into<crate::BoxError>) -> Self {
+        EndpointError {
+            addr,
+            source: source.into(),
+        }
+    }
+
+    /// The endpoint that failed.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Finds an `EndpointError` in an error or its chain of sources.
+    pub fn find<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a EndpointError> {
+        let mut next = Some(err);
+        while let Some(err) = next {
+            if let Some(found) = err.downcast_ref::<EndpointError>() {
+                return Some(found);
+            }
+            next = err.source();
+        }
+        None
+    }
+}
+
+impl fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "endpoint {}: {}", self.addr, self.source)
+    }
+}
+
+impl StdError for EndpointError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.source)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoint_errors_name_the_endpoint_and_keep_the_cause() {
+        let cause = crate::MeshError::ConnectFailure(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
+        );
+        let err: crate::BoxError = EndpointError::new("10.0.0.1:80".parse().unwrap(), cause).into();
+        assert_eq!(EndpointError::find(&*err).unwrap().addr().port(), 80);
+        assert!(matches!(
+            crate::MeshError::find(&*err),
+            Some(crate::MeshError::ConnectFailure(_))
+        ));
+        assert_eq!(
+            crate::classify::Failure::from_error(&*err),
+            crate::classify::Failure::ConnectFailure
+        );
+        assert!(err.to_string().starts_with("endpoint 10.0.0.1:80: "));
+    }
 
     #[test]
     fn attempts_count_from_one() {

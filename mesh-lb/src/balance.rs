@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::header::{HeaderValue, SET_COOKIE};
 use http::{Request, Response};
-use mesh_core::context::{ChosenEndpoint, TriedEndpoints};
+use mesh_core::context::{ChosenEndpoint, EndpointError, TriedEndpoints};
 use mesh_core::discover::{Change, Discover, EndpointService};
 use mesh_core::{BoxError, MeshError};
 use pin_project_lite::pin_project;
@@ -40,7 +40,8 @@ use crate::stats::{EndpointStats, Epoch};
 /// [`DiscoverExt::subset`](mesh_core::discover::DiscoverExt::subset).
 ///
 /// The chosen endpoint goes into the request's and the response's extensions
-/// as [`ChosenEndpoint`]; endpoints named in a [`TriedEndpoints`] request
+/// as [`ChosenEndpoint`] (an endpoint's error is wrapped in an
+/// [`EndpointError`] naming it); endpoints named in a [`TriedEndpoints`] request
 /// extension (set by the retry layer) are avoided while another is ready,
 /// except by the hash balancers, whose point is to stay put.
 ///
@@ -343,7 +344,8 @@ where
                         }
                         Ok(res)
                     }
-                    Err(err) => Err(err.into()),
+                    // Name the endpoint: errors carry no extensions.
+                    Err(err) => Err(EndpointError::new(*addr, err).into()),
                 })
             }
         }

@@ -196,3 +196,29 @@ async fn chosen_endpoint_and_generated_cookie_reach_the_response() {
         assert!(res.headers().get("set-cookie").is_none());
     }
 }
+
+#[tokio::test]
+async fn an_endpoint_error_names_the_endpoint() {
+    let set = EndpointSet::from_endpoints([Endpoint::new(addr(7))]);
+    let discover = set.discover().with_services(|_: &Endpoint| {
+        tower::service_fn(|_: Request<()>| async {
+            Err::<Response<u16>, _>(MeshError::ConnectFailure(
+                std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
+            ))
+        })
+    });
+    let mut lb = Balance::new(discover, LoadBalancer::RoundRobin).unwrap();
+    let err = lb
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(()))
+        .await
+        .unwrap_err();
+    let named = mesh_core::context::EndpointError::find(&*err).expect("the endpoint is named");
+    assert_eq!(named.addr(), addr(7));
+    assert!(
+        matches!(MeshError::find(&*err), Some(MeshError::ConnectFailure(_))),
+        "the cause is kept"
+    );
+}

@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use mesh_breaker::outlier::{OutlierDetection, OutlierDetector};
-use mesh_breaker::pool::{ConnectionPoolLayer, PoolLimits};
+use mesh_breaker::pool::{ConnectionLimit, ConnectionPoolLayer, PoolLimits};
 use mesh_core::context::Attempt;
 use mesh_core::discover::{DiscoverExt, EndpointSet};
 use mesh_core::{BoxError, Endpoint, LabelSelector, MeshError};
@@ -295,15 +295,20 @@ fn stack(
         .map(|t| mesh_tls::client_config(&t.store, t.subject_alt_names))
         .transpose()?;
     // One pool per endpoint: requests keep the caller's authority, so a
-    // shared pool's key could not tell the endpoints apart.
+    // shared pool's key could not tell the endpoints apart. Every endpoint's
+    // connections take a slot of the cluster's `tcp.maxConnections`.
+    let connections = pool.clone();
     let client_for = move |addr: SocketAddr| match &tls_config {
         None => UpstreamClient::Plain(builder.build(EndpointConnector::new(
-            connector.clone(),
+            ConnectionLimit::new(connector.clone(), &connections),
             "http",
             addr,
         ))),
         Some(config) => UpstreamClient::Mtls(builder.build(EndpointConnector::new(
-            mesh_tls::MtlsConnector::with_connector(connector.clone(), config.clone()),
+            ConnectionLimit::new(
+                mesh_tls::MtlsConnector::with_connector(connector.clone(), config.clone()),
+                &connections,
+            ),
             "https",
             addr,
         ))),
@@ -433,14 +438,15 @@ impl<C: tower::Service<Uri>> tower::Service<Uri> for EndpointConnector<C> {
 /// A pooled client to one endpoint, plaintext or mTLS.
 #[derive(Clone, Debug)]
 enum UpstreamClient {
-    Plain(Client<EndpointConnector<HttpConnector>, Body>),
-    Mtls(Client<EndpointConnector<mesh_tls::MtlsConnector<HttpConnector>>, Body>),
+    Plain(Client<EndpointConnector<ConnectionLimit<HttpConnector>>, Body>),
+    Mtls(Client<EndpointConnector<ConnectionLimit<mesh_tls::MtlsConnector<HttpConnector>>>, Body>),
 }
 
 impl UpstreamClient {
     /// Sends `req` to the client's endpoint `addr` with the request's
     /// authority (its URI's, else its `Host`, else `addr`); transport errors
-    /// become the mesh's connect-failure or reset errors.
+    /// become the mesh's connect-failure or reset errors, and a connection
+    /// refused by `max_connections` the mesh's overload (503 `UO`).
     async fn send(
         &self,
         addr: SocketAddr,
@@ -475,7 +481,10 @@ impl UpstreamClient {
         };
         match result {
             Ok(res) => Ok(res),
-            Err(e) if e.is_connect() => Err(MeshError::ConnectFailure(Box::new(e)).into()),
+            Err(e) if e.is_connect() => match MeshError::find(&e) {
+                Some(MeshError::Overloaded(why)) => Err(MeshError::Overloaded(*why).into()),
+                _ => Err(MeshError::ConnectFailure(Box::new(e)).into()),
+            },
             Err(e) => Err(MeshError::UpstreamReset(Box::new(e)).into()),
         }
     }

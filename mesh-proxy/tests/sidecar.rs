@@ -475,3 +475,49 @@ fn validate_accepts_the_istio_samples_and_rejects_broken_files() {
     assert!(stderr.starts_with(&expected), "{stderr}");
     assert!(stderr.contains("teapot"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_overflow_is_503_uo() {
+    let slow = Backend::start("slow", Behavior::Delay(Duration::from_millis(800))).await;
+    let yaml = format!(
+        "{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web}}\nspec:\n  host: web\n  trafficPolicy:\n    connectionPool: {{tcp: {{maxConnections: 1}}}}\n",
+        sidecar(),
+        service("web", &[(&slow, "v1")])
+    );
+    let proxy = ProxyProc::start(&yaml);
+    let client = Client::new();
+    let addr = proxy.outbound();
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.get(addr, "web", "/", &[]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        slow.hits(),
+        1,
+        "the first request holds the only connection"
+    );
+    // The second needs a second upstream connection: refused at once, never
+    // sent, not retried.
+    let started = Instant::now();
+    let (status, headers, _) = client.get(addr, "web", "/", &[]).await;
+    assert_eq!(status, 503);
+    assert_eq!(headers["x-mesh-response-flags"], "UO");
+    assert_eq!(headers["x-envoy-overloaded"], "true");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refused without waiting for the busy connection: {:?}",
+        started.elapsed()
+    );
+    assert!(!first.is_finished());
+    assert_eq!(first.await.unwrap().0, 200);
+    assert_eq!(
+        slow.hits(),
+        1,
+        "the refused request never reached the backend"
+    );
+    // The first connection is idle in the pool now and is reused.
+    let (status, _, body) = client.get(addr, "web", "/", &[]).await;
+    assert_eq!((status, body.as_str()), (http::StatusCode::OK, "slow"));
+    assert_eq!(slow.hits(), 2);
+}

@@ -10,13 +10,20 @@
 //! | [`max_requests`](PoolLimits::max_requests) | `http.http2MaxRequests` | refused at once: [`MeshError::Overloaded`](mesh_core::MeshError::Overloaded)`(MaxRequests)`, 503 `UO` |
 //! | [`max_pending_requests`](PoolLimits::max_pending_requests) | `http.http1MaxPendingRequests` | refused at once: `Overloaded(MaxPendingRequests)`, 503 `UO` |
 //! | [`max_retries`](PoolLimits::max_retries) | `http.maxRetries` | the retry layer does not retry ([`ConnectionPoolLayer::try_acquire_retry`]) |
-//! | [`max_connections`](PoolLimits::max_connections) | `tcp.maxConnections` | the connector opens no new connection ([`ConnectionPoolLayer::try_acquire_connection`]) |
+//! | [`max_connections`](PoolLimits::max_connections) | `tcp.maxConnections` | the connector opens no new connection and fails at once ([`ConnectionLimit`]): `Overloaded(MaxConnections)`, 503 `UO` |
 //!
 //! A request is *active* from the moment `poll_ready` admits it until its
 //! response head arrives (or it fails); it is *pending* while the balancer
 //! below is not ready for it. Overflow is never queued and never retried, as
 //! in Envoy. Unlike `tower::limit::ConcurrencyLimit`, which waits for a slot,
 //! these limits refuse at once.
+//!
+//! Connections are counted by the connector below the clients, not by the
+//! layer: wrap each endpoint's connector in a [`ConnectionLimit`] over the
+//! cluster's layer, and every connection holds a slot from the moment it is
+//! started until it is closed (an idle keep-alive connection included). Where
+//! Envoy would queue an HTTP/1 request that needs a new connection at the
+//! limit as pending, the client here fails it at once.
 //!
 //! # Example
 //!
@@ -52,12 +59,14 @@
 //! # }
 //! ```
 
+mod connect;
 mod future;
 mod layer;
 mod service;
 #[cfg(test)]
 mod tests;
 
+pub use self::connect::{ConnectFuture, ConnectionLimit, LimitedConnection};
 pub use self::future::ResponseFuture;
 pub use self::layer::{ConnectionPoolLayer, PoolLimits, PoolStats};
 pub use self::service::ConnectionPool;

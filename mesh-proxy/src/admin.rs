@@ -143,7 +143,8 @@ fn cluster_metrics(proxy: &Proxy) -> String {
         let p = c.pool.stats();
         overflows.push((
             labels.clone(),
-            (p.requests_overflow + p.pending_overflow + p.retries_overflow) as f64,
+            (p.requests_overflow + p.pending_overflow + p.retries_overflow + p.connections_overflow)
+                as f64,
         ));
         retries.push((labels, snapshot.retries_for(&c.key) as f64));
     }

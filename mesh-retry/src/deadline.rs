@@ -49,6 +49,22 @@ pub fn from_headers(headers: &HeaderMap, name: &HeaderName) -> Option<Duration> 
     headers.get(name).and_then(|v| parse_timeout(v.as_bytes()))
 }
 
+/// [`from_headers`] for the retry layer's hot path. http hashes a header name
+/// byte by byte, so on a map of a few headers comparing names is cheaper
+/// than a lookup, and the common miss hashes nothing. Same answer: the first
+/// value of `name`.
+pub(crate) fn caller_timeout(headers: &HeaderMap, name: &HeaderName) -> Option<Duration> {
+    /// Up to this many names, scan; past it, hash.
+    const SCAN: usize = 16;
+    if headers.keys_len() > SCAN {
+        return from_headers(headers, name);
+    }
+    headers
+        .iter()
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| parse_timeout(v.as_bytes()))
+}
+
 /// The effective overall timeout: the configured one, shortened (never
 /// lengthened) by the caller's. Either alone applies.
 pub(crate) fn shorter(configured: Option<Duration>, caller: Option<Duration>) -> Option<Duration> {
@@ -74,6 +90,37 @@ mod tests {
         assert_eq!(parse_timeout(b"-5m"), None);
         assert_eq!(parse_timeout(b"5x"), None);
         assert_eq!(parse_timeout(b"99999999999999999999"), None, "overflow");
+    }
+
+    #[test]
+    fn the_scan_answers_as_the_lookup_does() {
+        let name = HeaderName::from_static("x-deadline");
+        let mut small = HeaderMap::new();
+        assert_eq!(caller_timeout(&small, &name), None);
+        small.insert("accept", "*/*".parse().unwrap());
+        assert_eq!(caller_timeout(&small, &name), None);
+        small.append(&name, "250m".parse().unwrap());
+        small.append(&name, "1S".parse().unwrap());
+        assert_eq!(
+            caller_timeout(&small, &name),
+            Some(Duration::from_millis(250)),
+            "the first value"
+        );
+        assert_eq!(caller_timeout(&small, &name), from_headers(&small, &name));
+        let mut big = small.clone();
+        for i in 0..20 {
+            big.insert(
+                HeaderName::try_from(format!("x-filler-{i}")).unwrap(),
+                "x".parse().unwrap(),
+            );
+        }
+        assert!(big.keys_len() > 16);
+        assert_eq!(
+            caller_timeout(&big, &name),
+            Some(Duration::from_millis(250))
+        );
+        big.remove(&name);
+        assert_eq!(caller_timeout(&big, &name), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! above a balancer. Retry decisions read mesh-core's
 //! [classification](mesh_core::classify); request bodies are replayed through
 //! mesh-core's [`ReplayBody`](mesh_core::body::ReplayBody); retries are
-//! bounded by a [budget](budget) (Envoy's concurrency form or tower's rate
+//! bounded by a [budget] (Envoy's concurrency form or tower's rate
 //! form) and by an optional [`SharedLimit`](mesh_core::limit::SharedLimit)
 //! shared with the connection-pool limits; each retry prefers an endpoint not
 //! yet tried. Per-try and overall timeouts, a caller's `grpc-timeout`, and

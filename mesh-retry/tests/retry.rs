@@ -665,7 +665,14 @@ async fn without_retries_the_body_passes_through_and_timeouts_still_apply() {
         "no policy, no URX"
     );
     assert_eq!(up.seen()[0].attempt_header, "1");
+    assert_eq!(
+        up.seen()[0].attempt,
+        None,
+        "the only attempt carries no Attempt extension; its absence reads as the first"
+    );
+    assert_eq!(Attempt::default(), Attempt::FIRST);
     assert_eq!(up.seen()[0].body.as_deref().unwrap(), b"hello");
+    assert_eq!(layer.stats().per_try_timeouts(), 0);
     let up = Upstream::new(|_| Act::Hang);
     let err = send(&layer, &up, get()).await.unwrap_err();
     assert!(matches!(
@@ -675,5 +682,10 @@ async fn without_retries_the_body_passes_through_and_timeouts_still_apply() {
     assert_eq!(
         StatusCode::GATEWAY_TIMEOUT,
         MeshError::find(&*err).unwrap().status()
+    );
+    assert_eq!(
+        layer.stats().per_try_timeouts(),
+        1,
+        "counted without retries too"
     );
 }

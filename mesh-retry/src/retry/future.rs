@@ -294,6 +294,15 @@ where
         other_running: bool,
     ) -> Step<RB> {
         let shared = &*self.handle.shared;
+        if self.retry.is_none() {
+            // Retries are off: the result is the answer, whatever it is.
+            if let Err(err) = &result
+                && matches!(err.downcast_ref(), Some(MeshError::PerTryTimeout(_)))
+            {
+                shared.stats.inc_per_try_timeouts();
+            }
+            return Step::Return(result);
+        }
         let retry_on = &shared.policy.retry_on;
         let retryable = match &result {
             Ok(res) => {
@@ -457,6 +466,16 @@ pub(super) fn mark_attempt(head: &mut Parts, attempt: Attempt, header: bool) {
     if header {
         head.headers
             .insert(ATTEMPT_COUNT_HEADER, attempt_value(attempt.get()));
+    }
+}
+
+/// Marks a request that will have no retry: `x-envoy-attempt-count: 1` if
+/// asked, and no [`Attempt`] extension, whose absence means the first
+/// attempt.
+pub(super) fn mark_only_attempt(head: &mut Parts, header: bool) {
+    if header {
+        head.headers
+            .insert(ATTEMPT_COUNT_HEADER, HeaderValue::from_static("1"));
     }
 }
 

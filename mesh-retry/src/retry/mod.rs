@@ -3,9 +3,12 @@
 //!
 //! # What it does, in Envoy's terms
 //!
-//! - **Attempts**: up to `1 + attempts` tries. Each carries the
-//!   [`Attempt`](mesh_core::context::Attempt) extension and
-//!   `x-envoy-attempt-count` (1 on the first try).
+//! - **Attempts**: up to `1 + attempts` tries. Each carries
+//!   `x-envoy-attempt-count` (1 on the first try) and, when the policy can
+//!   retry, the [`Attempt`](mesh_core::context::Attempt) extension. With
+//!   retries off the single try carries no extension, sparing http's
+//!   extensions map; a missing `Attempt` reads as the first
+//!   (`Attempt::default()`), as mesh-proxy's readers do.
 //! - **Decision**: after each attempt, [`RetryOn`](crate::RetryOn) reads the
 //!   classifier's outcome (mesh-core's [`Classify`](mesh_core::classify::Classify)).
 //!   Pool overflow and other mesh decisions, and the route timeout, are never

@@ -11,7 +11,7 @@ use mesh_core::classify::{Classify, GrpcClassifier};
 use mesh_core::context::Attempt;
 use tower::Service;
 
-use super::future::{ResponseFuture, mark_attempt};
+use super::future::{ResponseFuture, mark_attempt, mark_only_attempt};
 use super::shared::{Handle, Shared};
 use crate::body::{BodySource, RetryBody};
 use crate::deadline;
@@ -110,7 +110,7 @@ where
         let caller = policy
             .deadline_header
             .as_ref()
-            .and_then(|name| deadline::from_headers(req.headers(), name));
+            .and_then(|name| deadline::caller_timeout(req.headers(), name));
         let timeout = deadline::shorter(policy.timeout, caller);
         let handle = Handle::new(shared.clone());
 
@@ -126,7 +126,10 @@ where
             let first = svc.call(Request::from_parts(parts, first_body));
             ResponseFuture::new(handle, first, Some(svc), Some((head, source)), timeout)
         } else {
-            mark_attempt(&mut parts, Attempt::FIRST, policy.attempt_count_header);
+            // The only attempt: no `Attempt` extension (its absence reads as
+            // the first attempt, `Attempt::default()`), which spares http's
+            // extensions map; the header is still sent.
+            mark_only_attempt(&mut parts, policy.attempt_count_header);
             let first = self
                 .inner
                 .call(Request::from_parts(parts, RetryBody::new(body)));

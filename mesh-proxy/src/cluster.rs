@@ -74,6 +74,25 @@ pub(crate) struct EndpointCounters {
     pub(crate) requests: AtomicU64,
 }
 
+/// One request in flight to an endpoint: counted in its [`EndpointCounters`]
+/// until dropped, so a request whose caller gives up on it (a per-try or
+/// route timeout drops the future mid-flight) leaves the active count too.
+struct InFlight(Arc<EndpointCounters>);
+
+impl InFlight {
+    fn start(counters: Arc<EndpointCounters>) -> Self {
+        counters.active.fetch_add(1, Ordering::Relaxed);
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(counters)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A cluster and the state that outlives config versions.
 pub(crate) struct Cluster {
     pub(crate) key: ClusterKey,
@@ -339,11 +358,10 @@ fn stack(
             let upstream = upstream.clone();
             let c = c.clone();
             async move {
-                c.active.fetch_add(1, Ordering::Relaxed);
-                c.requests.fetch_add(1, Ordering::Relaxed);
+                let active = InFlight::start(c);
                 let attempt = req.extensions().get::<Attempt>().copied();
                 let result = client.send(upstream.addr, req).await;
-                c.active.fetch_sub(1, Ordering::Relaxed);
+                drop(active);
                 let mut res = result?;
                 res.extensions_mut().insert(upstream);
                 if let Some(a) = attempt {
@@ -515,4 +533,54 @@ pub(crate) fn endpoints_for(
                 .then_some(endpoint)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// A request dropped before its answer (as a per-try timeout drops it)
+    /// no longer counts as active.
+    #[tokio::test]
+    async fn a_cancelled_request_leaves_the_active_count() {
+        // An upstream that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                open.push(tcp);
+            }
+        });
+        let key = ClusterKey {
+            host: "web".into(),
+            subset: None,
+            port: 80,
+        };
+        let cluster = Cluster::build(
+            key,
+            vec![Endpoint::new(addr)],
+            Protocol::Http,
+            &TrafficPolicy::default(),
+            None,
+        )
+        .unwrap();
+        let req = Request::builder()
+            .uri("/")
+            .header("host", "web")
+            .body(body::full(""))
+            .unwrap();
+        let call = cluster.service.clone().oneshot(req);
+        let timed_out = tokio::time::timeout(Duration::from_millis(100), call).await;
+        assert!(timed_out.is_err(), "the upstream never answers");
+        let view = cluster.view();
+        assert_eq!(
+            (view[0].requests_total, view[0].active_requests),
+            (1, 0),
+            "one request sent, none left in flight"
+        );
+        hold.abort();
+    }
 }

@@ -196,6 +196,11 @@ impl ProxyProc {
         self.child.id()
     }
 
+    /// The exit status if the proxy has exited (`None`: still running).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

@@ -11,6 +11,7 @@
 //! | [`Attempt`] | the retry layer | the balancer, `x-envoy-attempt-count` |
 //! | [`TriedEndpoints`] | the retry layer | the balancer (prefer an untried endpoint) |
 //! | [`ChosenEndpoint`] | the balancer (request and response) | endpoint clients, access logs, retry |
+//! | [`EndpointSlot`] | the retry layer (empty), filled by the balancer | the retry layer, when an attempt timed out |
 //!
 //! An error has no extensions, so a balancer names the endpoint that failed
 //! by wrapping the error in an [`EndpointError`]; classification and
@@ -20,7 +21,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The address of the client that opened the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -120,6 +121,30 @@ impl TriedEndpoints {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ChosenEndpoint(pub SocketAddr);
 
+/// A place for the balancer to write the endpoint it chose, shared with
+/// whoever put it in the request: an attempt dropped by a per-try timeout has
+/// neither a response nor an error to carry [`ChosenEndpoint`], yet its retry
+/// must avoid the endpoint that hung.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointSlot(Arc<OnceLock<SocketAddr>>);
+
+impl EndpointSlot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the chosen endpoint (the first write wins).
+    pub fn set(&self, addr: SocketAddr) {
+        let _ = self.0.set(addr);
+    }
+
+    /// The chosen endpoint, once a balancer wrote it.
+    pub fn get(&self) -> Option<SocketAddr> {
+        self.0.get().copied()
+    }
+}
+
 /// An error from the endpoint a balancer chose, naming it (so a retry can
 /// avoid it even when it answered with an error, not a response).
 #[derive(Debug)]
@@ -170,6 +195,16 @@ impl StdError for EndpointError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_are_shared_and_written_once() {
+        let slot = EndpointSlot::new();
+        let seen_by_balancer = slot.clone();
+        assert_eq!(slot.get(), None);
+        seen_by_balancer.set("10.0.0.1:80".parse().unwrap());
+        seen_by_balancer.set("10.0.0.2:80".parse().unwrap());
+        assert_eq!(slot.get(), Some("10.0.0.1:80".parse().unwrap()));
+    }
 
     #[test]
     fn endpoint_errors_name_the_endpoint_and_keep_the_cause() {

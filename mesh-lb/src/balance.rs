@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::header::{HeaderValue, SET_COOKIE};
 use http::{Request, Response};
-use mesh_core::context::{ChosenEndpoint, EndpointError, TriedEndpoints};
+use mesh_core::context::{ChosenEndpoint, EndpointError, EndpointSlot, TriedEndpoints};
 use mesh_core::discover::{Change, Discover, EndpointService};
 use mesh_core::{BoxError, MeshError};
 use pin_project_lite::pin_project;
@@ -206,6 +206,9 @@ where
         let rtt = self.picker.ewma().map(|c| (now_ns, self.epoch, c.decay));
         let slot = self.set.slot_mut(i);
         let addr = slot.endpoint.addr();
+        if let Some(slot) = req.extensions().get::<EndpointSlot>() {
+            slot.set(addr);
+        }
         req.extensions_mut().insert(ChosenEndpoint(addr));
         slot.stats.start();
         let in_flight = InFlight {

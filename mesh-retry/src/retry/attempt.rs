@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use mesh_core::context::{EndpointError, EndpointSlot};
 use mesh_core::{BoxError, MeshError};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
@@ -21,16 +22,19 @@ pin_project! {
         timer: Option<Sleep>,
         per_try: Duration,
         permit: Option<RetryPermit>,
+        slot: Option<EndpointSlot>,
     }
 }
 
 impl<F> TryFuture<F> {
-    /// `now` must be `Some` when `per_try` is.
+    /// `now` must be `Some` when `per_try` is; `slot` is where the balancer
+    /// writes the endpoint of this attempt (when retries are on).
     pub(crate) fn new(
         fut: F,
         per_try: Option<Duration>,
         now: Option<Instant>,
         permit: Option<RetryPermit>,
+        slot: Option<EndpointSlot>,
     ) -> Self {
         let timer = match (per_try, now) {
             (Some(d), Some(now)) => Some(sleep_until(now + d)),
@@ -42,6 +46,7 @@ impl<F> TryFuture<F> {
             timer,
             per_try: per_try.unwrap_or_default(),
             permit,
+            slot,
         }
     }
 }
@@ -61,7 +66,12 @@ where
         if let Some(timer) = this.timer.as_pin_mut()
             && timer.poll(cx).is_ready()
         {
-            return Poll::Ready(Err(MeshError::PerTryTimeout(*this.per_try).into()));
+            let timeout = MeshError::PerTryTimeout(*this.per_try);
+            // Name the endpoint that did not answer, so a retry avoids it.
+            return Poll::Ready(Err(match this.slot.as_ref().and_then(EndpointSlot::get) {
+                Some(addr) => EndpointError::new(addr, timeout).into(),
+                None => timeout.into(),
+            }));
         }
         Poll::Pending
     }

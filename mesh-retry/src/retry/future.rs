@@ -11,7 +11,7 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
 use mesh_core::classify::Classify;
-use mesh_core::context::{Attempt, ChosenEndpoint, TriedEndpoints};
+use mesh_core::context::{Attempt, ChosenEndpoint, EndpointError, EndpointSlot, TriedEndpoints};
 use mesh_core::{BoxError, MeshError, RESPONSE_FLAGS_HEADER, ResponseFlag, ResponseFlags};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
@@ -112,6 +112,7 @@ where
         svc: Option<S>,
         head: Option<(Parts, BodySource<B>)>,
         timeout: Option<Duration>,
+        slot: Option<EndpointSlot>,
     ) -> Self {
         let policy = &handle.shared.policy;
         let per_try = policy.per_try_timeout;
@@ -133,7 +134,7 @@ where
         };
         let hedge = hedge_delay(&handle, retry.as_ref());
         ResponseFuture {
-            primary: Some(TryFuture::new(first, per_try, now, None)),
+            primary: Some(TryFuture::new(first, per_try, now, None, slot)),
             deadline,
             ctl: Control {
                 handle,
@@ -297,7 +298,7 @@ where
         if self.retry.is_none() {
             // Retries are off: the result is the answer, whatever it is.
             if let Err(err) = &result
-                && matches!(err.downcast_ref(), Some(MeshError::PerTryTimeout(_)))
+                && matches!(MeshError::find(&**err), Some(MeshError::PerTryTimeout(_)))
             {
                 shared.stats.inc_per_try_timeouts();
             }
@@ -309,7 +310,7 @@ where
                 retry_on.should_retry_response(&shared.classifier.classify_response(res), res)
             }
             Err(err) => {
-                if matches!(err.downcast_ref(), Some(MeshError::PerTryTimeout(_))) {
+                if matches!(MeshError::find(&**err), Some(MeshError::PerTryTimeout(_))) {
                     shared.stats.inc_per_try_timeouts();
                 }
                 shared
@@ -325,9 +326,13 @@ where
         let Some(state) = self.retry.as_mut() else {
             return Step::Return(result);
         };
-        if let Ok(res) = &result
-            && let Some(ChosenEndpoint(addr)) = res.extensions().get::<ChosenEndpoint>()
-        {
+        // The endpoint this attempt used: from the response, or from an error
+        // naming it (a reset, a refused connection, a per-try timeout).
+        let endpoint = match &result {
+            Ok(res) => res.extensions().get::<ChosenEndpoint>().map(|c| c.0),
+            Err(err) => EndpointError::find(&**err).map(EndpointError::addr),
+        };
+        if let Some(addr) = endpoint {
             let head = &state.head;
             state
                 .tried
@@ -337,7 +342,7 @@ where
                         .cloned()
                         .unwrap_or_default()
                 })
-                .push(*addr);
+                .push(addr);
         }
         if other_running {
             // Hedging: the other attempt may still succeed.
@@ -441,6 +446,8 @@ where
         if let Some(tried) = &state.tried {
             head.extensions.insert(tried.clone());
         }
+        let slot = EndpointSlot::new();
+        head.extensions.insert(slot.clone());
         let fut = state.svc.call(Request::from_parts(head, body));
         shared.stats.inc_retries();
         Some(TryFuture::new(
@@ -448,6 +455,7 @@ where
             shared.policy.per_try_timeout,
             None,
             permit,
+            Some(slot),
         ))
     }
 

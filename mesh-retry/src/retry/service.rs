@@ -8,7 +8,7 @@ use http::{Request, Response};
 use http_body::Body;
 use mesh_core::BoxError;
 use mesh_core::classify::{Classify, GrpcClassifier};
-use mesh_core::context::Attempt;
+use mesh_core::context::{Attempt, EndpointSlot};
 use tower::Service;
 
 use super::future::{ResponseFuture, mark_attempt, mark_only_attempt};
@@ -119,12 +119,21 @@ where
             let (first_body, source) = BodySource::new(body, policy.replay_cap);
             let head = parts.clone();
             mark_attempt(&mut parts, Attempt::FIRST, policy.attempt_count_header);
+            let slot = EndpointSlot::new();
+            parts.extensions.insert(slot.clone());
             // Keep the service that was driven to readiness for this request's
             // retries; the layer drives a fresh clone for the next request.
             let clone = self.inner.clone();
             let mut svc = std::mem::replace(&mut self.inner, clone);
             let first = svc.call(Request::from_parts(parts, first_body));
-            ResponseFuture::new(handle, first, Some(svc), Some((head, source)), timeout)
+            ResponseFuture::new(
+                handle,
+                first,
+                Some(svc),
+                Some((head, source)),
+                timeout,
+                Some(slot),
+            )
         } else {
             // The only attempt: no `Attempt` extension (its absence reads as
             // the first attempt, `Attempt::default()`), which spares http's
@@ -133,7 +142,7 @@ where
             let first = self
                 .inner
                 .call(Request::from_parts(parts, RetryBody::new(body)));
-            ResponseFuture::new(handle, first, None, None, timeout)
+            ResponseFuture::new(handle, first, None, None, timeout, None)
         }
     }
 }

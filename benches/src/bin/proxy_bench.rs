@@ -66,7 +66,7 @@ USAGE: cargo run --release -p benches --bin proxy-bench -- [OPTIONS]
   --rate N            open-loop requests per second (default 2000)
   --conns N           connections, closed and open loop (default 32)
   --idle-conns N      idle connections opened to measure bytes per connection (default 500)
-  --wait-quiet SECS   wait up to SECS for no rustc process before measuring (default 600)
+  --wait-quiet SECS   wait up to SECS for no rustc and < 0.1 cores of other work (default 600)
   --mesh-proxy PATH   use this mesh-proxy binary instead of building target/release/mesh-proxy
   --out DIR           where raw results and summary.md go (default target/proxy-bench/<time>)
 ";
@@ -991,34 +991,34 @@ fn opt(v: f64, digits: usize) -> String {
 
 // ===== the run =====
 
-fn wait_quiet(max: u64) -> String {
+/// Waits (up to `max` seconds) until no `rustc` runs and the other
+/// processes on the machine use under 0.1 cores of user time over 2 s.
+fn wait_quiet(max: u64, clk_tck: f64) -> String {
     let deadline = Instant::now() + Duration::from_secs(max);
     let started = Instant::now();
     let mut said = false;
     loop {
-        let busy = rustc_pids();
-        if busy.is_empty() {
-            let waited = started.elapsed().as_secs();
-            return if waited > 0 {
-                format!("no rustc running after waiting {waited} s")
-            } else {
-                "no rustc running at the start".into()
-            };
+        let (m0, _) = machine_ticks();
+        let s0 = self_user_ticks();
+        std::thread::sleep(Duration::from_secs(2));
+        let (m1, _) = machine_ticks();
+        let others = (m1 - m0).saturating_sub(self_user_ticks() - s0) as f64 / clk_tck / 2.0;
+        let rustc = rustc_pids().len();
+        let waited = started.elapsed().as_secs();
+        if rustc == 0 && others < 0.1 {
+            return format!("quiet after {waited} s: no rustc, other processes {others:.2} cores");
         }
         if Instant::now() >= deadline {
             return format!(
-                "rustc still running after waiting {max} s ({} processes): measured anyway, expect noise",
-                busy.len()
+                "NOT quiet after waiting {max} s ({rustc} rustc processes, other processes {others:.2} cores): measured anyway, expect noise"
             );
         }
         if !said {
             log(format_args!(
-                "{} rustc processes running; waiting up to {max} s for the machine to be quiet",
-                busy.len()
+                "{rustc} rustc processes, other processes {others:.2} cores; waiting up to {max} s for a quiet machine"
             ));
             said = true;
         }
-        std::thread::sleep(Duration::from_secs(2));
     }
 }
 
@@ -1169,21 +1169,19 @@ fn run(opts: &Opts) {
     }
     log("all targets answer 200 ok");
 
-    // Idle memory, then bytes per idle connection, before any load.
+    // Idle memory before any load.
     let mut idle = BTreeMap::new();
     for t in targets.iter().filter(|t| !t.pids.is_empty()) {
-        std::thread::sleep(Duration::from_millis(300));
-        let rss = rss_kb(&family(&t.pids)).0;
-        let per_conn = bytes_per_idle_conn(t.addr, &t.pids, opts.idle_conns);
-        idle.insert(t.name, (rss, per_conn));
+        idle.insert(t.name, (rss_kb(&family(&t.pids)).0, None));
     }
 
-    let quiet = wait_quiet(opts.wait_quiet);
+    let clk_tck = sh("getconf", &["CLK_TCK"]).parse().unwrap_or(100.0);
+    let quiet = wait_quiet(opts.wait_quiet, clk_tck);
     log(&quiet);
     let ctx = Ctx {
         opts: opts.clone(),
         upstream: vec![upstream],
-        clk_tck: sh("getconf", &["CLK_TCK"]).parse().unwrap_or(100.0),
+        clk_tck,
         out: out.clone(),
     };
     let env = environment(opts, &bin, &quiet);
@@ -1246,6 +1244,14 @@ fn run(opts: &Opts) {
             let s = open_run(&ctx, t, round);
             record(&mut raw, "open", t, round, &s);
             open.entry(t.name).or_default().push(s);
+        }
+    }
+    // Bytes per idle connection last: the allocator keeps what the
+    // connections used, which would inflate the RSS under load.
+    for t in targets.iter().filter(|t| !t.pids.is_empty()) {
+        let per_conn = bytes_per_idle_conn(t.addr, &t.pids, opts.idle_conns);
+        if let Some(v) = idle.get_mut(t.name) {
+            v.1 = per_conn;
         }
     }
     procs.stop_all();

@@ -12,6 +12,7 @@
 //! | [`TriedEndpoints`] | the retry layer | the balancer (prefer an untried endpoint) |
 //! | [`ChosenEndpoint`] | the balancer (request and response) | endpoint clients, access logs, retry |
 //! | [`EndpointSlot`] | the retry layer (empty), filled by the balancer | the retry layer, when an attempt timed out |
+//! | [`AttemptDeadline`] | the retry layer (per-try or overall timeout) | outlier detection: an attempt dropped at its deadline timed out |
 //!
 //! An error has no extensions, so a balancer names the endpoint that failed
 //! by wrapping the error in an [`EndpointError`]; classification and
@@ -120,6 +121,13 @@ impl TriedEndpoints {
 /// endpoint's client and in the response for the layers above.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ChosenEndpoint(pub SocketAddr);
+
+/// When the current attempt times out (the earlier of its per-try timeout and
+/// the request's overall timeout). An endpoint layer whose call is dropped at
+/// or after this instant knows the endpoint timed out, as Envoy's outlier
+/// detector counts it; dropped earlier, the caller just went away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AttemptDeadline(pub tokio::time::Instant);
 
 /// A place for the balancer to write the endpoint it chose, shared with
 /// whoever put it in the request: an attempt dropped by a per-try timeout has

@@ -90,3 +90,43 @@ async fn a_timed_out_attempt_is_not_retried_on_the_same_endpoint() {
         "the hung endpoint is avoided"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_attempt_carries_its_deadline() {
+    let deadlines = Arc::new(Mutex::new(Vec::new()));
+    let d = deadlines.clone();
+    let start = tokio::time::Instant::now();
+    let svc = tower::service_fn(move |req: Request<RetryBody<Empty<bytes::Bytes>>>| {
+        let d = d.clone();
+        async move {
+            let deadline = req
+                .extensions()
+                .get::<mesh_core::context::AttemptDeadline>()
+                .map(|x| x.0);
+            let n = {
+                let mut d = d.lock().unwrap();
+                d.push(deadline);
+                d.len()
+            };
+            if n == 1 {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, BoxError>(Response::new(()))
+        }
+    });
+    let mut policy = RetryPolicy::new(1, "5xx".parse().unwrap());
+    policy.per_try_timeout = Some(Duration::from_millis(100));
+    policy.timeout = Some(Duration::from_secs(10));
+    let res = RetryLayer::new(policy)
+        .layer(svc)
+        .oneshot(Request::new(Empty::new()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let d = deadlines.lock().unwrap().clone();
+    assert_eq!(d.len(), 2);
+    // The first attempt's deadline is its per-try timeout; the retry's is
+    // its own per-try timeout, after the first timed out and a backoff.
+    assert_eq!(d[0], Some(start + Duration::from_millis(100)));
+    assert!(d[1].unwrap() >= start + Duration::from_millis(200));
+}

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
-use mesh_core::classify::{Classified, Classify, Outcome};
+use mesh_core::classify::{Classified, Classify, Failure, Outcome};
 use mesh_core::{BoxError, MeshError};
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 
 use super::detector::Registration;
 use crate::body::{Recorder, ReportBody};
@@ -27,18 +28,40 @@ pin_project! {
     /// The response future of [`OutlierGate`](super::OutlierGate): accounts the
     /// outcome to the endpoint when the response head (or, for gRPC, the end
     /// of the body) arrives.
+    ///
+    /// Dropped unfinished at or after the attempt's [`AttemptDeadline`], the
+    /// call counts as a timeout of the endpoint (Envoy's `LocalOriginTimeout`):
+    /// a hanging endpoint is ejected like a failing one.
     pub struct ResponseFuture<F, C> {
         #[pin]
         inner: F,
         record: Option<(Arc<Registration>, C)>,
+        deadline: Option<Instant>,
+    }
+
+    impl<F, C> PinnedDrop for ResponseFuture<F, C> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let (Some((registration, _)), Some(deadline)) = (this.record.take(), *this.deadline)
+                && Instant::now() >= deadline
+            {
+                registration.record(Outcome::Failure(Failure::Timeout));
+            }
+        }
     }
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn new(inner: F, registration: Arc<Registration>, classifier: C) -> Self {
+    pub(crate) fn new(
+        inner: F,
+        registration: Arc<Registration>,
+        classifier: C,
+        deadline: Option<Instant>,
+    ) -> Self {
         ResponseFuture {
             inner,
             record: Some((registration, classifier)),
+            deadline,
         }
     }
 }

@@ -9,6 +9,7 @@ use futures_util::task::AtomicWaker;
 use http::{Request, Response};
 use mesh_core::BoxError;
 use mesh_core::classify::{Classify, HttpClassifier};
+use mesh_core::context::AttemptDeadline;
 use tower::Service;
 
 use super::detector::{OutlierDetector, Registration, Shared};
@@ -129,10 +130,12 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let deadline = req.extensions().get::<AttemptDeadline>().map(|d| d.0);
         ResponseFuture::new(
             self.inner.call(req),
             self.registration.clone(),
             self.classifier.clone(),
+            deadline,
         )
     }
 }

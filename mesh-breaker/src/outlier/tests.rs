@@ -515,3 +515,37 @@ async fn zero_durations_are_raised_not_panicked_on() {
     assert!(!ejected(&d, addr(1)));
     assert!(StatusCode::OK.is_success());
 }
+
+#[tokio::test(start_paused = true)]
+async fn calls_dropped_at_their_attempt_deadline_are_timeouts_of_the_endpoint() {
+    let d = OutlierDetector::new(all_in());
+    // An endpoint that never answers.
+    let hang = tower::service_fn(|_: Request<()>| {
+        std::future::pending::<Result<Response<()>, BoxError>>()
+    });
+    let mut gate = d.gate(addr(1), hang);
+    let deadline =
+        |ms| mesh_core::context::AttemptDeadline(Instant::now() + Duration::from_millis(ms));
+
+    // Dropped before the deadline: the caller went away; nothing counts.
+    for _ in 0..5 {
+        let mut req = Request::new(());
+        req.extensions_mut().insert(deadline(100));
+        let call = gate.ready().await.unwrap().call(req);
+        sleep(Duration::from_millis(10)).await;
+        drop(call);
+    }
+    assert_eq!(d.endpoint(addr(1)).unwrap().consecutive_5xx, 0);
+
+    // Dropped at the deadline (the per-try timeout fired): five timeouts eject.
+    for _ in 0..5 {
+        let mut req = Request::new(());
+        req.extensions_mut().insert(deadline(100));
+        let call = gate.ready().await.unwrap().call(req);
+        let _ = tokio::time::timeout(Duration::from_millis(100), call).await;
+    }
+    assert!(
+        ejected(&d, addr(1)),
+        "a hanging endpoint is ejected like a failing one"
+    );
+}

@@ -11,7 +11,9 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
 use mesh_core::classify::Classify;
-use mesh_core::context::{Attempt, ChosenEndpoint, EndpointError, EndpointSlot, TriedEndpoints};
+use mesh_core::context::{
+    Attempt, AttemptDeadline, ChosenEndpoint, EndpointError, EndpointSlot, TriedEndpoints,
+};
 use mesh_core::{BoxError, MeshError, RESPONSE_FLAGS_HEADER, ResponseFlag, ResponseFlags};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
@@ -69,6 +71,8 @@ where
     hedge_armed: bool,
     /// The effective overall timeout, for its error.
     timeout: Duration,
+    /// When the overall timeout fires, for each attempt's [`AttemptDeadline`].
+    overall: Option<Instant>,
 }
 
 /// What a request needs to make another attempt.
@@ -147,6 +151,7 @@ where
                 hedge_wanted: false,
                 hedge_armed: hedge.is_some(),
                 timeout: timeout.unwrap_or_default(),
+                overall: timeout.zip(now).map(|(t, now)| now + t),
             },
         }
     }
@@ -448,6 +453,11 @@ where
         }
         let slot = EndpointSlot::new();
         head.extensions.insert(slot.clone());
+        if let Some(d) =
+            attempt_deadline(Instant::now(), shared.policy.per_try_timeout, self.overall)
+        {
+            head.extensions.insert(d);
+        }
         let fut = state.svc.call(Request::from_parts(head, body));
         shared.stats.inc_retries();
         Some(TryFuture::new(
@@ -465,6 +475,21 @@ where
             .take()
             .map_or_else(|| Err(MeshError::RetryBudgetExhausted.into()), |last| *last)
     }
+}
+
+/// When an attempt starting `now` times out: at its per-try timeout or the
+/// request's overall deadline, whichever comes first.
+pub(super) fn attempt_deadline(
+    now: Instant,
+    per_try: Option<Duration>,
+    overall: Option<Instant>,
+) -> Option<AttemptDeadline> {
+    let per_try = per_try.map(|d| now + d);
+    match (per_try, overall) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+    .map(AttemptDeadline)
 }
 
 /// Puts the attempt number in the request context and, if asked, in

@@ -11,7 +11,7 @@ use mesh_core::classify::{Classify, GrpcClassifier};
 use mesh_core::context::{Attempt, EndpointSlot};
 use tower::Service;
 
-use super::future::{ResponseFuture, mark_attempt, mark_only_attempt};
+use super::future::{ResponseFuture, attempt_deadline, mark_attempt, mark_only_attempt};
 use super::shared::{Handle, Shared};
 use crate::body::{BodySource, RetryBody};
 use crate::deadline;
@@ -115,6 +115,15 @@ where
         let handle = Handle::new(shared.clone());
 
         let (mut parts, body) = req.into_parts();
+        // Endpoint layers count an attempt dropped at this instant as a
+        // timeout of their endpoint (outlier detection).
+        if policy.per_try_timeout.is_some() || timeout.is_some() {
+            let now = tokio::time::Instant::now();
+            if let Some(d) = attempt_deadline(now, policy.per_try_timeout, timeout.map(|t| now + t))
+            {
+                parts.extensions.insert(d);
+            }
+        }
         if shared.retries {
             let (first_body, source) = BodySource::new(body, policy.replay_cap);
             let head = parts.clone();

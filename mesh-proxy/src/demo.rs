@@ -30,8 +30,7 @@ use mesh_tls::{CredentialStore, Credentials, DevCa, SpiffeId};
 use tokio::net::TcpListener;
 
 use crate::config;
-use crate::dns::Resolver;
-use crate::run::{Running, start};
+use crate::run::{Running, StartOptions, start};
 
 const CLIENTS: usize = 8;
 
@@ -95,6 +94,15 @@ fn identity(ca: &DevCa, id: &str) -> Result<CredentialStore, BoxError> {
         cert.key_pem.as_bytes(),
     )?;
     Ok(CredentialStore::new(creds))
+}
+
+/// A sidecar on ephemeral ports with no access log (the demo prints a table).
+fn quiet(identity: Option<CredentialStore>) -> Result<StartOptions, BoxError> {
+    Ok(StartOptions {
+        identity,
+        access_log: false,
+        ..StartOptions::new("127.0.0.1:0".parse()?)
+    })
 }
 
 fn load(name: &str, yaml: &str) -> Result<config::Config, BoxError> {
@@ -320,10 +328,7 @@ async fn phase(
         .collect();
     let client = start(
         load("client.yaml", &client_yaml(inbound, policies))?,
-        "127.0.0.1:0".parse()?,
-        Some(web.clone()),
-        Resolver::system(),
-        false,
+        quiet(Some(web.clone()))?,
     )
     .await?;
     let outbound = client
@@ -381,10 +386,7 @@ pub async fn demo(phase_length: Duration, keep_running: bool) -> Result<(), BoxE
             "server.yaml",
             &server_yaml(&[("v1", v1), ("v2", v2), ("v3", v3)]),
         )?,
-        "127.0.0.1:0".parse()?,
-        Some(reviews),
-        Resolver::system(),
-        false,
+        quiet(Some(reviews))?,
     )
     .await?;
     let mut inbound = server.listeners.clone();

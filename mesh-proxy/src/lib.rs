@@ -43,4 +43,5 @@ mod server;
 
 pub use self::demo::demo;
 pub use self::proxy::Proxy;
-pub use self::run::{RunOptions, Running, load_identity, run, start};
+pub use self::run::{RunOptions, Running, StartOptions, load_identity, run, start};
+pub use self::server::MAX_HEADER_BYTES;

@@ -32,6 +32,9 @@ enum Command {
         /// The DNS server for `resolution: DNS` services (default: /etc/resolv.conf's).
         #[arg(long, value_name = "ADDR:PORT")]
         dns: Option<std::net::SocketAddr>,
+        /// The largest request head accepted, in KiB (Envoy's `max_request_headers_kb`); 431 beyond.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=8192))]
+        max_request_headers_kb: u32,
     },
     /// Runs the whole mesh on this machine for ten seconds and shows what it did.
     Demo {
@@ -143,6 +146,7 @@ fn main() -> ExitCode {
             identity,
             threads,
             dns,
+            max_request_headers_kb,
         } => {
             init_tracing();
             let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
                 admin,
                 identity,
                 dns,
+                max_header_bytes: max_request_headers_kb as usize * 1024,
                 ..mesh_proxy::RunOptions::new(configs)
             };
             match rt.block_on(mesh_proxy::run(options)) {

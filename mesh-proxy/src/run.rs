@@ -50,6 +50,8 @@ pub struct RunOptions {
     pub watch_interval: Duration,
     /// The DNS server for `resolution: DNS` services (default: the system's).
     pub dns: Option<SocketAddr>,
+    /// The largest request head accepted (431 beyond; default 60 KiB).
+    pub max_header_bytes: usize,
 }
 
 impl RunOptions {
@@ -62,6 +64,7 @@ impl RunOptions {
             drain: Duration::from_secs(5),
             watch_interval: Duration::from_millis(500),
             dns: None,
+            max_header_bytes: server::MAX_HEADER_BYTES,
         }
     }
 }
@@ -118,15 +121,44 @@ pub fn load_identity(dir: &std::path::Path) -> Result<(CredentialStore, JoinHand
     Ok((store, reloader.spawn(Duration::from_secs(5))))
 }
 
-/// Starts serving `config` (the listeners bound, the admin server up); with
-/// `access_log`, one JSON line per request goes to stdout.
-pub async fn start(
-    config: Config,
-    admin: SocketAddr,
-    identity: Option<CredentialStore>,
-    resolver: Resolver,
-    access_log: bool,
-) -> Result<Running, BoxError> {
+/// How a proxy started with [`start`] runs.
+#[derive(Debug)]
+pub struct StartOptions {
+    /// The admin server's address.
+    pub admin: SocketAddr,
+    /// The workload identity (mTLS).
+    pub identity: Option<CredentialStore>,
+    /// The resolver of `resolution: DNS` services.
+    pub resolver: Resolver,
+    /// Whether each request is logged as a JSON line on stdout.
+    pub access_log: bool,
+    /// The largest request head accepted (431 beyond).
+    pub max_header_bytes: usize,
+}
+
+impl StartOptions {
+    /// Options for an admin address, with no identity, the system resolver,
+    /// the access log on and Envoy's 60 KiB header limit.
+    pub fn new(admin: SocketAddr) -> Self {
+        StartOptions {
+            admin,
+            identity: None,
+            resolver: Resolver::system(),
+            access_log: true,
+            max_header_bytes: server::MAX_HEADER_BYTES,
+        }
+    }
+}
+
+/// Starts serving `config` (the listeners bound, the admin server up).
+pub async fn start(config: Config, options: StartOptions) -> Result<Running, BoxError> {
+    let StartOptions {
+        admin,
+        identity,
+        resolver,
+        access_log,
+        max_header_bytes,
+    } = options;
     let listeners = config.listeners.clone();
     let mode = inbound_mode(&config, identity.is_some())?;
     let authz = authorization(&config);
@@ -172,6 +204,7 @@ pub async fn start(
                         })
                     },
                     shutdown.clone(),
+                    max_header_bytes,
                 )));
             }
             Direction::Inbound => {
@@ -194,6 +227,7 @@ pub async fn start(
                         })
                     },
                     shutdown.clone(),
+                    max_header_bytes,
                 )));
             }
         }
@@ -229,10 +263,18 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
         }
         None => None,
     };
-    let resolver = options
-        .dns
-        .map_or_else(Resolver::system, Resolver::with_server);
-    let mut running = start(config, options.admin, identity, resolver, true).await?;
+    let mut running = start(
+        config,
+        StartOptions {
+            identity,
+            resolver: options
+                .dns
+                .map_or_else(Resolver::system, Resolver::with_server),
+            max_header_bytes: options.max_header_bytes,
+            ..StartOptions::new(options.admin)
+        },
+    )
+    .await?;
     eprintln!("mesh-proxy: admin listening on {}", running.admin);
     for (name, addr) in &running.listeners {
         eprintln!("mesh-proxy: listener {name} listening on {addr}");

@@ -18,8 +18,9 @@ use tower::Service;
 use crate::framing::FramingGuard;
 use crate::observe::LogBody;
 
-/// Envoy's default limit on the size of request headers: 60 KiB.
-pub(crate) const MAX_HEADER_BYTES: usize = 60 * 1024;
+/// Envoy's default limit on the size of request headers: 60 KiB
+/// (`max_request_headers_kb`).
+pub const MAX_HEADER_BYTES: usize = 60 * 1024;
 
 /// Serves `listener` with services made by `make` (one per connection, given
 /// what is known of the peer: its address and, over mTLS, its identity) until
@@ -34,6 +35,7 @@ pub(crate) async fn serve<M, S>(
     tls: Option<MtlsAcceptor>,
     make: M,
     mut shutdown: watch::Receiver<bool>,
+    max_header_bytes: usize,
 ) where
     M: Fn(PeerInfo) -> S + Send + Sync + 'static,
     S: Service<Request<Incoming>, Response = Response<LogBody>, Error = Infallible>
@@ -80,9 +82,9 @@ pub(crate) async fn serve<M, S>(
                 },
             };
             let svc = TowerToHyperService::new(make(info));
-            let builder = builder();
+            let builder = builder(max_header_bytes);
             let conn = builder.serve_connection(
-                TokioIo::new(FramingGuard::new(stream, MAX_HEADER_BYTES)),
+                TokioIo::new(FramingGuard::new(stream, max_header_bytes)),
                 svc,
             );
             if let Err(e) = watcher.watch(conn).await {
@@ -99,18 +101,18 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-fn builder() -> auto::Builder<TokioExecutor> {
+fn builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
-        .max_buf_size(MAX_HEADER_BYTES)
+        .max_buf_size(max_header_bytes.max(8192))
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
+        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
 

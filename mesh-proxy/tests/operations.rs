@@ -173,3 +173,54 @@ async fn sigterm_drains_in_flight_requests() {
             .any(|l| l.contains("draining"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_outlier_state_of_endpoints_that_stay() {
+    let good = Backend::start("good", Behavior::Ok).await;
+    let bad = Backend::start("bad", Behavior::Status(503)).await;
+    let config = |timeout: &str| {
+        format!(
+            "{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web}}\nspec:\n  host: web\n  trafficPolicy:\n    loadBalancer: {{simple: ROUND_ROBIN}}\n    outlierDetection: {{consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 50}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web}}\nspec:\n  hosts: [web]\n  http:\n  - route: [{{destination: {{host: web}}}}]\n    retries: {{attempts: 0}}\n    timeout: {timeout}\n",
+            sidecar(),
+            service("web", &[(&good, "v1"), (&bad, "v1")])
+        )
+    };
+    let proxy = ProxyProc::start(&config("5s"));
+    let client = Client::new();
+    for _ in 0..6 {
+        client.get(proxy.outbound(), "web", "/", &[]).await;
+    }
+    let ejected = |clusters: &serde_json::Value| -> Vec<(String, bool, u64)> {
+        clusters["clusters"][0]["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["address"].as_str().unwrap().to_owned(),
+                    e["ejected"].as_bool().unwrap(),
+                    e["ejections_total"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = ejected(&proxy.admin_json("/clusters").await);
+    assert!(
+        before.contains(&(bad.addr.to_string(), true, 1)),
+        "{before:?}"
+    );
+
+    // A new version that changes the route, not the endpoints' policy.
+    std::fs::write(&proxy.config_path, config("6s")).unwrap();
+    wait_version(&proxy, 2).await;
+    let after = ejected(&proxy.admin_json("/clusters").await);
+    assert_eq!(after, before, "ejections survive the reload");
+    for _ in 0..10 {
+        let (status, _, body) = client.get(proxy.outbound(), "web", "/", &[]).await;
+        assert_eq!(
+            (status.as_u16(), body.as_str()),
+            (200, "good"),
+            "the bad endpoint stays ejected"
+        );
+    }
+}

@@ -65,3 +65,21 @@ async fn hosts_ports_absolute_form_and_misses() {
     );
     assert_eq!(web.hits(), hits_before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_header_limit_is_configurable() {
+    let web = Backend::start("web", Behavior::Ok).await;
+    let yaml = format!("{}{}", sidecar(), service("web", &[(&web, "v1")]));
+    let proxy = ProxyProc::start_with(&yaml, &["--max-request-headers-kb", "8"]);
+    let request = |kb: usize| {
+        format!(
+            "GET / HTTP/1.1\r\nhost: web\r\nx-big: {}\r\nconnection: close\r\n\r\n",
+            "a".repeat(kb * 1024)
+        )
+    };
+    let small = raw(proxy.outbound(), &request(4)).await;
+    assert!(small.starts_with("HTTP/1.1 200"), "{small}");
+    let big = raw(proxy.outbound(), &request(10)).await;
+    assert!(big.starts_with("HTTP/1.1 431"), "{big}");
+    assert_eq!(web.hits(), 1);
+}

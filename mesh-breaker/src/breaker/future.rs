@@ -27,7 +27,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F, C> {
         Rejected,
-        Inner { #[pin] future: F, record: Option<(BreakerRecorder, C)> },
+        Inner { #[pin] future: F, recorder: Option<BreakerRecorder>, classifier: C },
     }
 }
 
@@ -42,7 +42,8 @@ impl<F, C> ResponseFuture<F, C> {
         ResponseFuture {
             kind: Kind::Inner {
                 future,
-                record: Some((recorder, classifier)),
+                recorder: Some(recorder),
+                classifier,
             },
         }
     }
@@ -56,15 +57,20 @@ where
 {
     type Output = Result<Response<ReportBody<B, C::Eos>>, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (future, record) = match self.project().kind.project() {
+        let (future, recorder, classifier) = match self.project().kind.project() {
             KindProj::Rejected => {
                 return Poll::Ready(Err(MeshError::Overloaded(Overload::CircuitOpen).into()));
             }
-            KindProj::Inner { future, record } => (future, record),
+            KindProj::Inner {
+                future,
+                recorder,
+                classifier,
+            } => (future, recorder, classifier),
         };
         let result = ready!(future.poll(cx)).map_err(Into::into);
-        let Some((recorder, classifier)) = record.take() else {
+        let Some(recorder) = recorder.take() else {
             return Poll::Ready(result.map(|res| res.map(ReportBody::decided)));
         };
         Poll::Ready(match result {

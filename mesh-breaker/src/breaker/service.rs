@@ -104,7 +104,15 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        // Called without poll_ready (a contract breach): decide now.
+        // The common case first, with nothing opaque before the inner call.
+        if let Some(Admission::Pass { word }) = self.admission {
+            self.admission = None;
+            let future = self.inner.call(req);
+            let recorder = self.shared.pass(word);
+            return ResponseFuture::new(future, recorder, self.classifier.clone());
+        }
+        // A probe, a refusal, or a call without poll_ready (a contract
+        // breach: decide now).
         let admission = self.admission.take().unwrap_or_else(|| self.shared.admit());
         match self.shared.recorder(admission) {
             None => {

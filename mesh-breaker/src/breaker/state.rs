@@ -60,7 +60,20 @@ impl Window {
         }
     }
 
+    /// Records a success. A full window without failures is left as it is:
+    /// a success would only clear a bit that is already clear, and which slot
+    /// is the oldest does not matter when all are alike. So the healthy path
+    /// only reads the window, and the cache line stays shared between cores.
     #[inline]
+    fn push_success(&self) {
+        if self.failures.load(Ordering::Relaxed) == 0
+            && self.seq.load(Ordering::Relaxed) >= self.size
+        {
+            return;
+        }
+        self.push(false);
+    }
+
     fn push(&self, fail: bool) {
         let i = self.seq.fetch_add(1, Ordering::Relaxed) % self.size;
         let Some(word) = self.bits.get((i / 64) as usize) else {
@@ -94,6 +107,10 @@ impl Window {
     }
 }
 
+/// Aligned to 128 bytes so that, inside its `Arc`, the state does not share a
+/// cache line (or an adjacent-line prefetch pair) with the reference counts
+/// every request bumps: on the healthy path the state itself is only read.
+#[repr(align(128))]
 pub(crate) struct Shared {
     config: CircuitBreakerConfig,
     origin: Instant,
@@ -109,56 +126,67 @@ pub(crate) struct Shared {
 /// What `poll_ready` decided for the next call.
 #[derive(Debug)]
 pub(crate) enum Admission {
-    Pass { generation: u64 },
-    Probe(ProbeToken),
+    /// Closed, in the generation of this state word.
+    Pass {
+        word: u64,
+    },
+    /// A half-open probe slot, held by its recorder: given back if dropped
+    /// before its outcome is known.
+    Probe(BreakerRecorder),
     Reject,
 }
 
-/// A half-open probe slot; given back if dropped before its outcome is known.
-pub(crate) struct ProbeToken {
-    shared: Arc<Shared>,
-    generation: u64,
-    armed: bool,
+/// The generation of `word`, as a recorder keeps it: its low 32 bits.
+#[inline]
+fn short_gen(word: u64) -> u32 {
+    // Truncation intended: only the low 32 bits are compared.
+    gen_of(word) as u32
 }
 
-impl Drop for ProbeToken {
-    fn drop(&mut self) {
-        if self.armed
-            && self.shared.word.load(Ordering::Acquire) == pack(self.generation, HALF_OPEN)
-        {
-            self.shared.probes_left.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-}
-
-impl fmt::Debug for ProbeToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProbeToken")
-            .field("generation", &self.generation)
-            .finish()
-    }
+/// Whether `word` is of the generation `generation` and in state `k`.
+#[inline]
+fn same(word: u64, generation: u32, k: u64) -> bool {
+    kind(word) == k && short_gen(word) == generation
 }
 
 /// Where a request's outcome goes: the breaker, tagged with the generation the
 /// request was admitted in (outcomes of another generation are ignored).
+///
+/// While `probe` is set it holds a half-open probe slot, given back if the
+/// recorder is dropped before recording. Two words (the `bool` leaves a niche
+/// for [`Recorder`](crate::body::Recorder) and its `Option`), so that response
+/// futures and bodies stay small. The generation is kept modulo 2³²: only an
+/// outcome arriving 2³² state changes (over 10⁹ open periods) after its
+/// admission would be taken for a current one.
 pub(crate) struct BreakerRecorder {
     shared: Arc<Shared>,
-    generation: u64,
-    probe: Option<ProbeToken>,
+    generation: u32,
+    probe: bool,
+}
+
+impl Drop for BreakerRecorder {
+    #[inline]
+    fn drop(&mut self) {
+        if self.probe {
+            self.shared.give_back_probe(self.generation);
+        }
+    }
 }
 
 impl fmt::Debug for BreakerRecorder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BreakerRecorder")
             .field("generation", &self.generation)
-            .field("probe", &self.probe.is_some())
+            .field("probe", &self.probe)
             .finish()
     }
 }
 
 impl BreakerRecorder {
+    #[inline]
     pub(crate) fn record(mut self, outcome: Outcome) {
-        let probe = self.probe.take().map(|mut t| t.armed = false).is_some();
+        // Disarm: the outcome settles the probe slot.
+        let probe = std::mem::take(&mut self.probe);
         self.shared.record(self.generation, probe, outcome);
     }
 }
@@ -191,14 +219,25 @@ impl Shared {
         }
     }
 
-    /// Decides whether the next call may pass. Reads the clock only while open.
+    /// Decides whether the next call may pass: closed, one load. Reads the
+    /// clock only while open.
     #[inline]
     pub(crate) fn admit(self: &Arc<Self>) -> Admission {
+        let word = self.word.load(Ordering::Acquire);
+        if kind(word) == CLOSED {
+            return Admission::Pass { word };
+        }
+        self.admit_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn admit_slow(self: &Arc<Self>) -> Admission {
         loop {
             let word = self.word.load(Ordering::Acquire);
             let generation = gen_of(word);
             match kind(word) {
-                CLOSED => return Admission::Pass { generation },
+                CLOSED => return Admission::Pass { word },
                 OPEN => {
                     let open_for = Duration::from_nanos(
                         self.nanos(Instant::now())
@@ -229,33 +268,62 @@ impl Shared {
                         self.rejected_total.fetch_add(1, Ordering::Relaxed);
                         return Admission::Reject;
                     }
-                    return Admission::Probe(ProbeToken {
+                    return Admission::Probe(BreakerRecorder {
                         shared: self.clone(),
-                        generation,
-                        armed: true,
+                        generation: short_gen(word),
+                        probe: true,
                     });
                 }
             }
         }
     }
 
+    /// Gives back the probe slot of a probe dropped before its outcome.
+    #[cold]
+    fn give_back_probe(&self, generation: u32) {
+        if same(self.word.load(Ordering::Acquire), generation, HALF_OPEN) {
+            self.probes_left.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The recorder of a call admitted while closed: the one `Arc` clone of a
+    /// request.
+    #[inline]
+    pub(crate) fn pass(self: &Arc<Self>, word: u64) -> BreakerRecorder {
+        BreakerRecorder {
+            shared: self.clone(),
+            generation: short_gen(word),
+            probe: false,
+        }
+    }
+
+    /// The recorder of an admitted call, `None` if refused (a probe's
+    /// recorder was made by `admit`).
+    #[inline]
     pub(crate) fn recorder(self: &Arc<Self>, admission: Admission) -> Option<BreakerRecorder> {
         match admission {
-            Admission::Pass { generation } => Some(BreakerRecorder {
-                shared: self.clone(),
-                generation,
-                probe: None,
-            }),
-            Admission::Probe(token) => Some(BreakerRecorder {
-                shared: self.clone(),
-                generation: token.generation,
-                probe: Some(token),
-            }),
+            Admission::Pass { word } => Some(self.pass(word)),
+            Admission::Probe(recorder) => Some(recorder),
             Admission::Reject => None,
         }
     }
 
-    fn record(&self, generation: u64, probe: bool, outcome: Outcome) {
+    /// Records an outcome. The common case (a success while closed, the full
+    /// window holding no failure) is three loads and no write.
+    #[inline]
+    fn record(&self, generation: u32, probe: bool, outcome: Outcome) {
+        if !probe
+            && matches!(outcome, Outcome::Success)
+            && same(self.word.load(Ordering::Acquire), generation, CLOSED)
+        {
+            self.window.push_success();
+            return;
+        }
+        self.record_slow(generation, probe, outcome);
+    }
+
+    #[inline(never)]
+    fn record_slow(&self, generation: u32, probe: bool, outcome: Outcome) {
         let fail = match outcome {
             Outcome::Success => false,
             // The mesh's own refusals say nothing about the upstream.
@@ -263,19 +331,21 @@ impl Shared {
             Outcome::Failure(_) => true,
         };
         let word = self.word.load(Ordering::Acquire);
-        if gen_of(word) != generation {
+        if short_gen(word) != generation {
             return;
         }
         match kind(word) {
             CLOSED => {
-                self.window.push(fail);
-                if fail {
-                    let (n, f) = self.window.counts();
-                    if n >= u64::from(self.config.min_requests)
-                        && (f as f64) >= self.config.failure_ratio * n as f64
-                    {
-                        self.trip(word, n, f);
-                    }
+                if !fail {
+                    self.window.push_success();
+                    return;
+                }
+                self.window.push(true);
+                let (n, f) = self.window.counts();
+                if n >= u64::from(self.config.min_requests)
+                    && (f as f64) >= self.config.failure_ratio * n as f64
+                {
+                    self.trip(word, n, f);
                 }
             }
             HALF_OPEN if probe => {
@@ -284,7 +354,7 @@ impl Shared {
                 } else {
                     let ok = self.probes_ok.fetch_add(1, Ordering::AcqRel) + 1;
                     if ok >= self.config.half_open_probes {
-                        let next = pack(generation + 1, CLOSED);
+                        let next = pack(gen_of(word) + 1, CLOSED);
                         self.window.reset();
                         if self
                             .word

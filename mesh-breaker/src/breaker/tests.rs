@@ -119,6 +119,37 @@ async fn the_window_slides_old_failures_out() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_full_healthy_window_still_slides_a_new_failure_out_after_window_requests() {
+    // Successes on a full window without failures leave it untouched (the
+    // read-only fast path); a failure after them must stay for exactly
+    // `window` outcomes, as in any other position of the ring.
+    let layer = CircuitBreakerLayer::new(CircuitBreakerConfig {
+        window: 4,
+        min_requests: 100,
+        ..config()
+    });
+    let up = Upstream::new(200);
+    let svc = layer.layer(up.service());
+    for _ in 0..11 {
+        send(&svc).await.unwrap();
+    }
+    assert_eq!(
+        (layer.stats().window_requests, layer.stats().window_failures),
+        (4, 0)
+    );
+    up.status.store(500, Ordering::Relaxed);
+    send(&svc).await.unwrap();
+    up.status.store(200, Ordering::Relaxed);
+    for _ in 0..3 {
+        send(&svc).await.unwrap();
+        assert_eq!(layer.stats().window_failures, 1, "still in the window");
+    }
+    send(&svc).await.unwrap();
+    assert_eq!(layer.stats().window_failures, 0, "slid out after 4");
+    assert_eq!(layer.stats().window_requests, 4);
+}
+
+#[tokio::test(start_paused = true)]
 async fn half_open_lets_probes_through_and_closes_when_they_succeed() {
     let layer = CircuitBreakerLayer::new(config());
     let up = Upstream::new(500);
@@ -183,4 +214,33 @@ async fn the_mesh_own_refusals_do_not_count() {
     }
     assert_eq!(layer.state(), BreakerState::Closed);
     assert_eq!(layer.stats().window_requests, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outcome_from_an_earlier_state_is_ignored() {
+    let layer = CircuitBreakerLayer::new(CircuitBreakerConfig {
+        half_open_probes: 1,
+        ..config()
+    });
+    let up = Upstream::new(500);
+    let svc = layer.layer(up.service());
+    // Admitted while closed, answered only once the breaker is half-open.
+    let mut late = svc.clone();
+    let late = late.ready().await.unwrap().call(Request::new(()));
+    for _ in 0..4 {
+        send(&svc).await.unwrap();
+    }
+    assert_eq!(layer.state(), BreakerState::Open);
+    sleep(Duration::from_secs(10)).await;
+    up.status.store(200, Ordering::Relaxed);
+    let mut probe = svc.clone();
+    let probe = probe.ready().await.unwrap().call(Request::new(()));
+    assert_eq!(layer.state(), BreakerState::HalfOpen);
+    probe.await.unwrap();
+    assert_eq!(layer.state(), BreakerState::Closed);
+    // Closed again, but in a later generation: the late 500 does not count.
+    assert_eq!(late.await.unwrap().status(), 500);
+    let s = layer.stats();
+    assert_eq!((s.window_requests, s.window_failures), (0, 0));
+    assert_eq!(s.opened_total, 1);
 }

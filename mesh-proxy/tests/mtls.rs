@@ -140,6 +140,8 @@ async fn two_sidecars_talk_mtls_and_the_app_sees_the_caller() {
 
     // Both reporters say the traffic was mutual TLS.
     for proxy in [&server, &client] {
+        // Counted when the response body ends, maybe after the client has it.
+        assert_eq!(proxy.access_log_n(1).await.len(), 1);
         let metrics = proxy.admin_get("/stats/prometheus").await.1;
         assert!(
             metrics

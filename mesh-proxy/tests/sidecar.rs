@@ -174,8 +174,9 @@ async fn retries_hide_a_503_endpoint() {
         bad.hits() > 0,
         "the bad endpoint was tried and retried around"
     );
-    let retried = proxy
-        .access_log()
+    let log = proxy.access_log_n(40).await;
+    assert_eq!(log.len(), 40);
+    let retried = log
         .iter()
         .filter(|l| l["attempts"].as_u64() > Some(1))
         .count();
@@ -245,7 +246,8 @@ async fn fault_abort_never_reaches_upstream_and_delay_delays() {
     assert_eq!(status, 200);
     assert_eq!(v1.hits(), 1);
     let flagged: Vec<_> = abort
-        .access_log()
+        .access_log_n(11)
+        .await
         .into_iter()
         .filter(|l| l["response_flags"] == "FI")
         .collect();
@@ -385,6 +387,8 @@ async fn metrics_and_access_log_count_what_was_sent() {
         assert_eq!(status, 502);
         assert_eq!(headers["x-mesh-response-flags"], "NR");
     }
+    // Requests are counted when their response bodies end: wait for all nine.
+    let log = proxy.access_log_n(9).await;
     let metrics = proxy.admin_get("/stats/prometheus").await.1;
     let line = |code: &str, flags: &str| {
         metrics
@@ -400,8 +404,6 @@ async fn metrics_and_access_log_count_what_was_sent() {
     assert_eq!(line("502", "NR").as_deref(), Some("2"), "{metrics}");
     assert!(metrics.contains("destination_version=\"v7\""));
     assert!(metrics.contains("istio_request_duration_milliseconds_bucket{"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let log = proxy.access_log();
     assert_eq!(log.len(), 9, "one line per request");
     let ok_line = &log[0];
     assert_eq!(ok_line["path"], "/x?y=1");

@@ -220,6 +220,19 @@ impl ProxyProc {
             .collect()
     }
 
+    /// The access log once it has at least `n` lines (lines are written when
+    /// response bodies end, after the client may already have them).
+    pub async fn access_log_n(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.access_log();
+            if log.len() >= n || Instant::now() >= deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn admin_get(&self, path: &str) -> (StatusCode, String) {
         let (status, _, body) = Client::new().get(self.admin, "admin", path, &[]).await;
         (status, body)

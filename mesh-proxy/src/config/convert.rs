@@ -58,6 +58,18 @@ impl Ctx<'_> {
 
     fn duration(&mut self, at: &S<String>, field: &str) -> Option<Duration> {
         match humantime::parse_duration(at.value.trim()) {
+            Ok(d) if d > MAX_DURATION => {
+                self.error(
+                    at,
+                    field,
+                    format_args!(
+                        "duration {:?} is longer than the maximum of {}s",
+                        at.value,
+                        MAX_DURATION.as_secs()
+                    ),
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.error(
@@ -143,11 +155,32 @@ impl Ctx<'_> {
     }
 }
 
+/// The compiled size cap of a regex, as `mesh-route` compiles it: a pattern
+/// accepted here must compile there.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Whether `re` compiles as `mesh-route` compiles it: on its own (which
+/// proves its groups balance: `a)|(b` must not wrap into `^(?:a)|(b)$`),
+/// then anchored, each within [`REGEX_SIZE_LIMIT`]. The `regex` crate is
+/// linear-time, so no pattern is catastrophic at match time; the cap bounds
+/// compile time and memory.
 fn regex_syntax_ok(re: &str) -> Result<(), String> {
-    regex::Regex::new(&format!("^(?:{re})$"))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let build = |p: &str| {
+        regex::bytes::RegexBuilder::new(p)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    build(re)?;
+    build(&format!("^(?:{re})$"))
 }
+
+/// The longest duration accepted: protobuf's `Duration` maximum, as Istio
+/// (10,000 years). Beyond it, deadline arithmetic (`Instant + Duration`)
+/// could overflow and panic.
+const MAX_DURATION: Duration = Duration::from_secs(315_576_000_000);
 
 // ===== ServiceEntry =====
 

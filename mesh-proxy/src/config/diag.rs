@@ -47,11 +47,22 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// At most this many errors are listed per file; loading the file stops at
+/// the next document (hostile input cannot produce unbounded output).
+pub(crate) const MAX_ERRORS: usize = 100;
+/// At most this many warnings are listed per file; further ones are counted.
+pub(crate) const MAX_WARNINGS: usize = 100;
+
+/// Longer messages are cut (one may quote a huge key or value).
+const MAX_MESSAGE_CHARS: usize = 512;
+
 /// Collects diagnostics for one file.
 #[derive(Debug)]
 pub(crate) struct Diagnostics {
     file: Arc<Path>,
     pub(crate) list: Vec<Diagnostic>,
+    errors: usize,
+    warnings: usize,
 }
 
 impl Diagnostics {
@@ -59,10 +70,65 @@ impl Diagnostics {
         Diagnostics {
             file: Arc::from(PathBuf::from(file).into_boxed_path()),
             list: Vec::new(),
+            errors: 0,
+            warnings: 0,
         }
     }
 
+    /// Whether any error was reported (listed or not).
+    pub(crate) fn has_errors(&self) -> bool {
+        self.errors > 0
+    }
+
+    /// Whether the error limit is reached: the caller stops reading the file.
+    pub(crate) fn too_many_errors(&self) -> bool {
+        self.errors >= MAX_ERRORS
+    }
+
+    /// Records that reading stopped at `line` because of the error limit.
+    pub(crate) fn stopped(&mut self, line: u64) {
+        self.list.push(Diagnostic {
+            severity: Severity::Error,
+            position: Position {
+                file: self.file.clone(),
+                line: line.max(1),
+                column: 1,
+            },
+            message: format!(
+                "too many errors (at most {MAX_ERRORS} are reported); the rest of the file was not read"
+            ),
+        });
+    }
+
+    /// Adds a closing warning counting the warnings that were not listed, and
+    /// returns the list.
+    pub(crate) fn finish(mut self) -> Vec<Diagnostic> {
+        if self.warnings > MAX_WARNINGS {
+            let more = self.warnings - MAX_WARNINGS;
+            self.warnings = 0;
+            self.push(
+                Severity::Warning,
+                1,
+                1,
+                format!("{more} more warnings not shown (at most {MAX_WARNINGS} are listed)"),
+            );
+        }
+        self.list
+    }
+
     pub(crate) fn push(&mut self, severity: Severity, line: u64, column: u64, message: String) {
+        let count = match severity {
+            Severity::Error => &mut self.errors,
+            Severity::Warning => &mut self.warnings,
+        };
+        *count += 1;
+        let limit = match severity {
+            Severity::Error => MAX_ERRORS,
+            Severity::Warning => MAX_WARNINGS,
+        };
+        if *count > limit {
+            return;
+        }
         self.list.push(Diagnostic {
             severity,
             position: Position {
@@ -70,7 +136,7 @@ impl Diagnostics {
                 line: line.max(1),
                 column: column.max(1),
             },
-            message,
+            message: super::clip(&message, MAX_MESSAGE_CHARS),
         });
     }
 

@@ -643,7 +643,7 @@ fn ten_thousand_routes_load_in_bounded_time() {
         ));
     }
     // ≈ 1.6 s in a debug build (dependencies unoptimised; each document is
-    // parsed twice: its header, then its schema), ≈ 0.1 s in release.
+    // parsed twice: its header, then its schema).
     let (config, diags) = load_within(&one, 8 * SECOND);
     assert!(diags.is_empty(), "{:?}", &diags[..1]);
     assert_eq!(config.map(|c| c.virtual_services[0].http.len()), Some(n));

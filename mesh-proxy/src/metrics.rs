@@ -2,8 +2,12 @@
 //! dashboards work unchanged.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use mesh_core::ResponseFlags;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -44,6 +48,159 @@ fn size_histogram() -> Histogram {
 
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
+/// What a finished request is counted under, in a form that is cheap to hash
+/// and compare: the strings by identity (the `Arc`s are made once per config
+/// and held here, so an address is never reused while its entry lives), the
+/// rest by value. Two keys whose strings are equal but distinct `Arc`s get two
+/// cache entries holding the same metrics (the families key by label values).
+#[derive(Clone, Debug)]
+pub(crate) struct LabelKey {
+    pub(crate) reporter: &'static str,
+    /// `destination_service` and `destination_service_name`; `unknown` when `None`.
+    pub(crate) destination: Option<(Arc<str>, Arc<str>)>,
+    /// `destination_version`; `unknown` when `None`.
+    pub(crate) version: Option<Arc<str>>,
+    pub(crate) response_code: u16,
+    pub(crate) response_flags: ResponseFlags,
+    pub(crate) grpc: bool,
+    pub(crate) mtls: bool,
+}
+
+fn arc_addr(s: &Arc<str>) -> usize {
+    Arc::as_ptr(s).cast::<u8>() as usize
+}
+
+impl PartialEq for LabelKey {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.reporter, other.reporter)
+            && match (&self.destination, &other.destination) {
+                (Some((a, b)), Some((c, d))) => Arc::ptr_eq(a, c) && Arc::ptr_eq(b, d),
+                (None, None) => true,
+                _ => false,
+            }
+            && match (&self.version, &other.version) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+            && self.response_code == other.response_code
+            && self.response_flags == other.response_flags
+            && self.grpc == other.grpc
+            && self.mtls == other.mtls
+    }
+}
+
+impl Eq for LabelKey {}
+
+impl Hash for LabelKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.reporter.as_ptr() as usize);
+        if let Some((host, name)) = &self.destination {
+            state.write_usize(arc_addr(host));
+            state.write_usize(arc_addr(name));
+        }
+        if let Some(version) = &self.version {
+            state.write_usize(arc_addr(version));
+        }
+        state.write_u64(
+            u64::from(self.response_code) | u64::from(self.grpc) << 16 | u64::from(self.mtls) << 17,
+        );
+        self.response_flags.hash(state);
+    }
+}
+
+impl LabelKey {
+    /// The label values this key stands for.
+    fn labels(&self) -> RequestLabels {
+        let unknown = Cow::Borrowed("unknown");
+        RequestLabels {
+            reporter: Cow::Borrowed(self.reporter),
+            destination_service: self
+                .destination
+                .as_ref()
+                .map_or(unknown.clone(), |(host, _)| Cow::Owned(host.to_string())),
+            destination_service_name: self
+                .destination
+                .as_ref()
+                .map_or(unknown.clone(), |(_, name)| Cow::Owned(name.to_string())),
+            destination_version: self
+                .version
+                .as_ref()
+                .map_or(unknown, |v| Cow::Owned(v.to_string())),
+            response_code: self.response_code,
+            response_flags: Cow::Owned(self.response_flags.to_string()),
+            request_protocol: Cow::Borrowed(if self.grpc { "grpc" } else { "http" }),
+            connection_security_policy: Cow::Borrowed(if self.mtls {
+                "mutual_tls"
+            } else {
+                "none"
+            }),
+        }
+    }
+}
+
+/// A multiply-rotate hasher for [`LabelKey`]'s few machine words (the
+/// default SipHash is built for untrusted keys; these are addresses and
+/// small integers the proxy made itself).
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl WordHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The metrics of one label set, taken from the families once.
+#[derive(Debug)]
+struct Handles {
+    requests: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+impl Handles {
+    fn record(&self, duration_ms: f64, request_bytes: u64, response_bytes: u64) {
+        self.requests.inc();
+        self.duration.observe(duration_ms);
+        self.request_bytes.observe(request_bytes as f64);
+        self.response_bytes.observe(response_bytes as f64);
+    }
+}
+
+/// Entries kept before the cache is emptied (config reloads make new `Arc`s,
+/// so old keys would otherwise pile up).
+const CACHE_LIMIT: usize = 4096;
+
+type HandleCache = HashMap<LabelKey, Handles, BuildHasherDefault<WordHasher>>;
+
 /// The request metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -52,6 +209,9 @@ pub(crate) struct Metrics {
     duration: HistogramFamily,
     request_bytes: HistogramFamily,
     response_bytes: HistogramFamily,
+    /// Handles by [`LabelKey`], so a request neither builds its label strings
+    /// nor looks up four families.
+    cache: Mutex<HandleCache>,
 }
 
 impl Metrics {
@@ -87,10 +247,40 @@ impl Metrics {
             duration,
             request_bytes,
             response_bytes,
+            cache: Mutex::default(),
         }
     }
 
-    /// Records one finished request.
+    /// Records one finished request under the labels `key` stands for.
+    pub(crate) fn record_key(
+        &self,
+        key: &LabelKey,
+        duration_ms: f64,
+        request_bytes: u64,
+        response_bytes: u64,
+    ) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handles) = cache.get(key) {
+            handles.record(duration_ms, request_bytes, response_bytes);
+            return;
+        }
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        let labels = key.labels();
+        let handles = Handles {
+            requests: self.requests.get_or_create(&labels).clone(),
+            duration: self.duration.get_or_create(&labels).clone(),
+            request_bytes: self.request_bytes.get_or_create(&labels).clone(),
+            response_bytes: self.response_bytes.get_or_create(&labels).clone(),
+        };
+        handles.record(duration_ms, request_bytes, response_bytes);
+        cache.insert(key.clone(), handles);
+    }
+
+    /// Records one finished request by its label values (the families'
+    /// own lookup; the proxy uses [`Metrics::record_key`]).
+    #[cfg(test)]
     pub(crate) fn record(
         &self,
         labels: &RequestLabels,
@@ -164,5 +354,62 @@ mod tests {
         assert!(text.contains("istio_request_duration_milliseconds_bucket{"));
         assert!(text.contains("le=\"0.5\""));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn cached_handles_count_as_the_families_do() {
+        let host: Arc<str> = "reviews.default.svc.cluster.local".into();
+        let name: Arc<str> = "reviews".into();
+        let version: Arc<str> = "v2".into();
+        let mut flags = ResponseFlags::EMPTY;
+        flags.insert(mesh_core::ResponseFlag::NoHealthyUpstream);
+        let key = LabelKey {
+            reporter: "source",
+            destination: Some((host.clone(), name.clone())),
+            version: Some(version.clone()),
+            response_code: 503,
+            response_flags: flags,
+            grpc: false,
+            mtls: false,
+        };
+        let by_key = Metrics::new();
+        by_key.record_key(&key, 3.0, 10, 20);
+        // Equal strings in other `Arc`s: a second cache entry, the same series.
+        let copy = LabelKey {
+            destination: Some((Arc::from(&*host), Arc::from(&*name))),
+            version: Some(Arc::from(&*version)),
+            ..key.clone()
+        };
+        by_key.record_key(&copy, 3.0, 10, 20);
+        let unknown = LabelKey {
+            destination: None,
+            version: None,
+            response_flags: ResponseFlags::EMPTY,
+            response_code: 200,
+            grpc: true,
+            mtls: true,
+            ..key.clone()
+        };
+        by_key.record_key(&unknown, 700.0, 0, 5);
+
+        let by_labels = Metrics::new();
+        by_labels.record(&key.labels(), 3.0, 10, 20);
+        by_labels.record(&key.labels(), 3.0, 10, 20);
+        let labels = unknown.labels();
+        assert_eq!(labels.destination_service, "unknown");
+        assert_eq!(labels.destination_version, "unknown");
+        assert_eq!(labels.response_flags, "-");
+        assert_eq!(labels.request_protocol, "grpc");
+        assert_eq!(labels.connection_security_policy, "mutual_tls");
+        by_labels.record(&labels, 700.0, 0, 5);
+        // A family encodes its series in hash-map order: compare as sets.
+        let sorted = |m: &Metrics| {
+            let text = m.encode("");
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(sorted(&by_key), sorted(&by_labels));
+        assert!(by_key.encode("").contains("response_flags=\"UH\""));
     }
 }

@@ -2,9 +2,10 @@
 //! sees, assigns `x-request-id`, and when the response body ends writes the
 //! access-log line and records Istio's request metrics.
 
-use std::borrow::Cow;
+use std::cell::RefCell;
 use std::future::Future;
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,8 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::HeaderValue;
-use http::{HeaderName, Request, Response, StatusCode};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderName, Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use mesh_core::context::Attempt;
 use mesh_core::{BoxError, MeshError, RESPONSE_FLAGS_HEADER, ResponseFlags};
@@ -23,7 +25,7 @@ use tower::Service;
 
 use crate::body::{self, Body, Counted};
 use crate::cluster::Upstream;
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::{LabelKey, Metrics};
 
 /// `x-request-id`.
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -68,11 +70,11 @@ struct Entry {
     config: Arc<ObserveConfig>,
     start_time: SystemTime,
     start: Instant,
-    method: String,
-    path: String,
-    authority: String,
+    method: Method,
+    path: Option<PathAndQuery>,
+    authority: AuthorityText,
     protocol: &'static str,
-    request_id: String,
+    request_id: HeaderValue,
     grpc: bool,
     mtls: bool,
     bytes_in: Arc<AtomicU64>,
@@ -84,16 +86,45 @@ struct Entry {
     attempts: u32,
 }
 
+/// Where the access log's `authority` comes from, kept without copying: the
+/// request URI's authority, else the `Host` header, else empty.
+enum AuthorityText {
+    Uri(Authority),
+    Host(HeaderValue),
+    Empty,
+}
+
+impl AuthorityText {
+    fn as_str(&self) -> &str {
+        match self {
+            AuthorityText::Uri(a) => a.as_str(),
+            // Only a header that `to_str` accepted is kept.
+            AuthorityText::Host(h) => h.to_str().unwrap_or_default(),
+            AuthorityText::Empty => "",
+        }
+    }
+}
+
+/// Serializes as a JSON string of `T`'s `Display` text (the same text as
+/// `to_string()`, without the intermediate `String`).
+struct DisplayStr<T>(T);
+
+impl<T: std::fmt::Display> Serialize for DisplayStr<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
 #[derive(Serialize)]
 struct Line<'a> {
-    start_time: String,
+    start_time: DisplayStr<humantime::Rfc3339Timestamp>,
     method: &'a str,
     path: &'a str,
     authority: &'a str,
     protocol: &'a str,
     response_code: u16,
-    response_flags: String,
-    upstream_host: Option<String>,
+    response_flags: DisplayStr<ResponseFlags>,
+    upstream_host: Option<DisplayStr<SocketAddr>>,
     upstream_cluster: Option<&'a str>,
     duration_ms: u64,
     attempts: u32,
@@ -102,84 +133,98 @@ struct Line<'a> {
     request_id: &'a str,
 }
 
+/// A line buffer kept above this capacity after a long line is given back.
+const LINE_BUFFER_KEEP: usize = 16 * 1024;
+
+thread_local! {
+    /// Each worker thread's access-log line buffer, reused line after line.
+    static LINE_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Writes `line` and a newline to stdout with one write.
+fn write_line(line: &Line<'_>) {
+    let write = |buf: &mut Vec<u8>| {
+        buf.clear();
+        if serde_json::to_writer(&mut *buf, line).is_ok() {
+            buf.push(b'\n');
+            let _ = std::io::stdout().lock().write_all(buf);
+        }
+    };
+    let reused = LINE_BUFFER.try_with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            write(&mut buf);
+            if buf.capacity() > LINE_BUFFER_KEEP {
+                *buf = Vec::new();
+            }
+            true
+        }
+        Err(_) => false,
+    });
+    if reused != Ok(true) {
+        write(&mut Vec::new());
+    }
+}
+
 impl Entry {
-    fn finish(&self) {
+    fn finish(mut self) {
         let duration = self.start.elapsed();
         let bytes_in = self.bytes_in.load(Ordering::Relaxed);
         let bytes_out = self.bytes_out.load(Ordering::Relaxed);
-        let flags = self.flags.to_string();
-        let labels = RequestLabels {
-            reporter: Cow::Borrowed(self.config.reporter),
-            destination_service: self
-                .destination
-                .as_ref()
-                .map_or(Cow::Borrowed("unknown"), |d| Cow::Owned(d.host.to_string())),
-            destination_service_name: self
-                .destination
-                .as_ref()
-                .map_or(Cow::Borrowed("unknown"), |d| Cow::Owned(d.name.to_string())),
-            destination_version: self
-                .upstream
-                .as_ref()
-                .map_or(Cow::Borrowed("unknown"), |u| {
-                    Cow::Owned(u.version.to_string())
-                }),
+        let key = LabelKey {
+            reporter: self.config.reporter,
+            destination: self.destination.take().map(|d| (d.host, d.name)),
+            version: self.upstream.as_ref().map(|u| u.version.clone()),
             response_code: self.status,
-            response_flags: Cow::Owned(flags.clone()),
-            request_protocol: Cow::Borrowed(if self.grpc { "grpc" } else { "http" }),
-            connection_security_policy: Cow::Borrowed(
-                if self.mtls || self.upstream.as_ref().is_some_and(|u| u.mtls) {
-                    "mutual_tls"
-                } else {
-                    "none"
-                },
-            ),
+            response_flags: self.flags,
+            grpc: self.grpc,
+            mtls: self.mtls || self.upstream.as_ref().is_some_and(|u| u.mtls),
         };
-        self.config.metrics.record(
-            &labels,
-            duration.as_secs_f64() * 1000.0,
-            bytes_in,
-            bytes_out,
-        );
+        self.config
+            .metrics
+            .record_key(&key, duration.as_secs_f64() * 1000.0, bytes_in, bytes_out);
         if self.config.access_log {
-            let line = Line {
-                start_time: humantime::format_rfc3339_millis(self.start_time).to_string(),
-                method: &self.method,
-                path: &self.path,
-                authority: &self.authority,
+            write_line(&Line {
+                start_time: DisplayStr(humantime::format_rfc3339_millis(self.start_time)),
+                method: self.method.as_str(),
+                path: self.path.as_ref().map_or("/", PathAndQuery::as_str),
+                authority: self.authority.as_str(),
                 protocol: self.protocol,
                 response_code: self.status,
-                response_flags: flags,
-                upstream_host: self.upstream.as_ref().map(|u| u.addr.to_string()),
+                response_flags: DisplayStr(self.flags),
+                upstream_host: self.upstream.as_ref().map(|u| DisplayStr(u.addr)),
                 upstream_cluster: self.upstream.as_ref().map(|u| &*u.cluster),
                 duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
                 attempts: self.attempts,
                 bytes_received: bytes_in,
                 bytes_sent: bytes_out,
-                request_id: &self.request_id,
-            };
-            if let Ok(mut text) = serde_json::to_string(&line) {
-                text.push('\n');
-                let _ = std::io::stdout().lock().write_all(text.as_bytes());
-            }
+                request_id: self.request_id.to_str().unwrap_or_default(),
+            });
         }
     }
 }
 
 /// A random UUID v4, as Envoy generates for `x-request-id`.
 fn uuid4() -> String {
-    let a: u64 = rand::random();
-    let b: u64 = rand::random();
+    uuid4_from(rand::random(), rand::random())
+}
+
+/// The UUID v4 text of 128 random bits.
+fn uuid4_from(a: u64, b: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
     let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xffff,
-        b >> 48,
-        b & 0xffff_ffff_ffff
-    )
+    // 8-4-4-4-12 hex digits: `a` gives the first 16, `b` the last 16.
+    let mut out = String::with_capacity(36);
+    for (i, word) in [a, b].into_iter().enumerate() {
+        for digit in 0..16 {
+            if matches!(i * 16 + digit, 8 | 12 | 16 | 20) {
+                out.push('-');
+            }
+            let nibble = (word >> (60 - 4 * digit)) & 0xf;
+            out.push(char::from(HEX[nibble as usize]));
+        }
+    }
+    out
 }
 
 impl<S, B> Service<Request<B>> for Observe<S>
@@ -203,29 +248,23 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, body_in) = req.into_parts();
-        let request_id = match parts.headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok()) {
-            Some(id) => id.to_owned(),
-            None => {
-                let id = uuid4();
-                if let Ok(v) = HeaderValue::from_str(&id) {
-                    parts.headers.insert(REQUEST_ID, v);
-                }
+        let request_id = match parts.headers.get(&REQUEST_ID) {
+            Some(id) if id.to_str().is_ok() => id.clone(),
+            _ => {
+                let id = HeaderValue::from_maybe_shared(Bytes::from(uuid4()))
+                    .unwrap_or_else(|_| HeaderValue::from_static(""));
+                parts.headers.insert(REQUEST_ID, id.clone());
                 id
             }
         };
         let bytes_in = Arc::new(AtomicU64::new(0));
-        let authority = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                parts
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
+        let authority = match parts.uri.authority() {
+            Some(a) => AuthorityText::Uri(a.clone()),
+            None => match parts.headers.get(http::header::HOST) {
+                Some(h) if h.to_str().is_ok() => AuthorityText::Host(h.clone()),
+                _ => AuthorityText::Empty,
+            },
+        };
         let grpc = parts
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -234,11 +273,8 @@ where
             config: self.config.clone(),
             start_time: SystemTime::now(),
             start: Instant::now(),
-            method: parts.method.to_string(),
-            path: parts
-                .uri
-                .path_and_query()
-                .map_or_else(|| "/".into(), |p| p.as_str().to_owned()),
+            method: parts.method.clone(),
+            path: parts.uri.path_and_query().cloned(),
             authority,
             protocol: match parts.version {
                 http::Version::HTTP_2 => "HTTP/2",
@@ -392,5 +428,86 @@ mod tests {
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
         assert_ne!(uuid4(), id);
+    }
+
+    #[test]
+    fn request_id_text_is_the_formatted_bits() {
+        for (a, b) in [
+            (0, 0),
+            (u64::MAX, u64::MAX),
+            (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
+        ] {
+            let x = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
+            let y = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+            let expected = format!(
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                x >> 32,
+                (x >> 16) & 0xffff,
+                x & 0xffff,
+                y >> 48,
+                y & 0xffff_ffff_ffff
+            );
+            assert_eq!(uuid4_from(a, b), expected);
+        }
+    }
+
+    #[test]
+    fn access_log_line_is_serde_json_of_the_strings() {
+        let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        let mut flags = ResponseFlags::EMPTY;
+        flags.insert(mesh_core::ResponseFlag::UpstreamRemoteReset);
+        flags.insert(mesh_core::ResponseFlag::NoHealthyUpstream);
+        let addr: SocketAddr = "[::1]:8080".parse().unwrap();
+        let line = Line {
+            start_time: DisplayStr(humantime::format_rfc3339_millis(time)),
+            method: "GET",
+            path: "/a\"b\\c\u{1}\u{7f}é",
+            authority: "backend",
+            protocol: "HTTP/1.1",
+            response_code: 503,
+            response_flags: DisplayStr(flags),
+            upstream_host: Some(DisplayStr(addr)),
+            upstream_cluster: Some("outbound|80||backend"),
+            duration_ms: 3,
+            attempts: 2,
+            bytes_received: 0,
+            bytes_sent: 19,
+            request_id: "id",
+        };
+        let text = serde_json::to_string(&line).unwrap();
+        let expected = serde_json::json!({
+            "start_time": humantime::format_rfc3339_millis(time).to_string(),
+            "method": "GET",
+            "path": "/a\"b\\c\u{1}\u{7f}é",
+            "authority": "backend",
+            "protocol": "HTTP/1.1",
+            "response_code": 503,
+            "response_flags": flags.to_string(),
+            "upstream_host": addr.to_string(),
+            "upstream_cluster": "outbound|80||backend",
+            "duration_ms": 3,
+            "attempts": 2,
+            "bytes_received": 0,
+            "bytes_sent": 19,
+            "request_id": "id",
+        });
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            expected
+        );
+        assert!(
+            text.starts_with("{\"start_time\":\"2023-11-14T22:13:20.123Z\",\"method\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"path\":\"/a\\\"b\\\\c\\u0001\u{7f}é\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"response_flags\":\"UH,UR\"")
+                || text.contains("\"response_flags\":\"UR,UH\""),
+            "{text}"
+        );
+        assert!(text.contains("\"upstream_host\":\"[::1]:8080\""), "{text}");
     }
 }

@@ -20,7 +20,6 @@ use http_body::{Frame, SizeHint};
 use mesh_core::context::Attempt;
 use mesh_core::{BoxError, MeshError, RESPONSE_FLAGS_HEADER, ResponseFlags};
 use pin_project_lite::pin_project;
-use serde::Serialize;
 use tower::Service;
 
 use crate::body::{self, Body, Counted};
@@ -105,32 +104,151 @@ impl AuthorityText {
     }
 }
 
-/// Serializes as a JSON string of `T`'s `Display` text (the same text as
-/// `to_string()`, without the intermediate `String`).
-struct DisplayStr<T>(T);
-
-impl<T: std::fmt::Display> Serialize for DisplayStr<T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
-    }
-}
-
-#[derive(Serialize)]
+/// One access-log line: Envoy's fields as JSON, in this order.
 struct Line<'a> {
-    start_time: DisplayStr<humantime::Rfc3339Timestamp>,
+    start_time: SystemTime,
     method: &'a str,
     path: &'a str,
     authority: &'a str,
     protocol: &'a str,
     response_code: u16,
-    response_flags: DisplayStr<ResponseFlags>,
-    upstream_host: Option<DisplayStr<SocketAddr>>,
+    response_flags: ResponseFlags,
+    upstream_host: Option<SocketAddr>,
     upstream_cluster: Option<&'a str>,
     duration_ms: u64,
     attempts: u32,
     bytes_received: u64,
     bytes_sent: u64,
     request_id: &'a str,
+}
+
+impl Line<'_> {
+    /// Appends the line as one JSON object, byte for byte what
+    /// `serde_json::to_writer` wrote for a struct of these fields with the
+    /// times, flags and address as their `Display` strings.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"start_time\":");
+        json_display(out, humantime::format_rfc3339_millis(self.start_time));
+        out.extend_from_slice(b",\"method\":");
+        json_str(out, self.method);
+        out.extend_from_slice(b",\"path\":");
+        json_str(out, self.path);
+        out.extend_from_slice(b",\"authority\":");
+        json_str(out, self.authority);
+        out.extend_from_slice(b",\"protocol\":");
+        json_str(out, self.protocol);
+        out.extend_from_slice(b",\"response_code\":");
+        json_u64(out, u64::from(self.response_code));
+        out.extend_from_slice(b",\"response_flags\":");
+        json_display(out, self.response_flags);
+        out.extend_from_slice(b",\"upstream_host\":");
+        match self.upstream_host {
+            Some(SocketAddr::V4(addr)) => {
+                // What `SocketAddrV4`'s `Display` writes, without `fmt`.
+                out.push(b'"');
+                for (i, octet) in addr.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    json_u64(out, u64::from(octet));
+                }
+                out.push(b':');
+                json_u64(out, u64::from(addr.port()));
+                out.push(b'"');
+            }
+            Some(addr) => json_display(out, addr),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"upstream_cluster\":");
+        match self.upstream_cluster {
+            Some(cluster) => json_str(out, cluster),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"duration_ms\":");
+        json_u64(out, self.duration_ms);
+        out.extend_from_slice(b",\"attempts\":");
+        json_u64(out, u64::from(self.attempts));
+        out.extend_from_slice(b",\"bytes_received\":");
+        json_u64(out, self.bytes_received);
+        out.extend_from_slice(b",\"bytes_sent\":");
+        json_u64(out, self.bytes_sent);
+        out.extend_from_slice(b",\"request_id\":");
+        json_str(out, self.request_id);
+        out.push(b'}');
+    }
+}
+
+/// Whether serde_json escapes this byte inside a string.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Appends `s` as a JSON string, escaped as serde_json does: `\"`, `\\`,
+/// `\b \f \n \r \t`, other control bytes as `\u00xx`, everything else
+/// (non-ASCII included) as is.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    json_str_contents(out, s.as_bytes());
+    out.push(b'"');
+}
+
+fn json_str_contents(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !needs_escape(b) {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Appends `value`'s `Display` text as a JSON string.
+fn json_display(out: &mut Vec<u8>, value: impl std::fmt::Display) {
+    out.push(b'"');
+    let start = out.len();
+    if write!(out, "{value}").is_err() {
+        out.truncate(start);
+    }
+    if out[start..].iter().any(|&b| needs_escape(b)) {
+        let text = out.split_off(start);
+        json_str_contents(out, &text);
+    }
+    out.push(b'"');
+}
+
+/// Appends `n` in decimal.
+fn json_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// A line buffer kept above this capacity after a long line is given back.
@@ -145,10 +263,9 @@ thread_local! {
 fn write_line(line: &Line<'_>) {
     let write = |buf: &mut Vec<u8>| {
         buf.clear();
-        if serde_json::to_writer(&mut *buf, line).is_ok() {
-            buf.push(b'\n');
-            let _ = std::io::stdout().lock().write_all(buf);
-        }
+        line.write_json(buf);
+        buf.push(b'\n');
+        let _ = std::io::stdout().lock().write_all(buf);
     };
     let reused = LINE_BUFFER.try_with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
@@ -184,14 +301,14 @@ impl Entry {
             .record_key(&key, duration.as_secs_f64() * 1000.0, bytes_in, bytes_out);
         if self.config.access_log {
             write_line(&Line {
-                start_time: DisplayStr(humantime::format_rfc3339_millis(self.start_time)),
+                start_time: self.start_time,
                 method: self.method.as_str(),
                 path: self.path.as_ref().map_or("/", PathAndQuery::as_str),
                 authority: self.authority.as_str(),
                 protocol: self.protocol,
                 response_code: self.status,
-                response_flags: DisplayStr(self.flags),
-                upstream_host: self.upstream.as_ref().map(|u| DisplayStr(u.addr)),
+                response_flags: self.flags,
+                upstream_host: self.upstream.as_ref().map(|u| u.addr),
                 upstream_cluster: self.upstream.as_ref().map(|u| &*u.cluster),
                 duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
                 attempts: self.attempts,
@@ -451,63 +568,84 @@ mod tests {
         }
     }
 
+    /// The line as it was written before the hand-written writer.
+    #[derive(serde::Serialize)]
+    struct Reference<'a> {
+        start_time: String,
+        method: &'a str,
+        path: &'a str,
+        authority: &'a str,
+        protocol: &'a str,
+        response_code: u16,
+        response_flags: String,
+        upstream_host: Option<String>,
+        upstream_cluster: Option<&'a str>,
+        duration_ms: u64,
+        attempts: u32,
+        bytes_received: u64,
+        bytes_sent: u64,
+        request_id: &'a str,
+    }
+
     #[test]
-    fn access_log_line_is_serde_json_of_the_strings() {
+    fn access_log_line_is_what_serde_json_wrote() {
         let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
         let mut flags = ResponseFlags::EMPTY;
         flags.insert(mesh_core::ResponseFlag::UpstreamRemoteReset);
         flags.insert(mesh_core::ResponseFlag::NoHealthyUpstream);
-        let addr: SocketAddr = "[::1]:8080".parse().unwrap();
-        let line = Line {
-            start_time: DisplayStr(humantime::format_rfc3339_millis(time)),
-            method: "GET",
-            path: "/a\"b\\c\u{1}\u{7f}é",
-            authority: "backend",
-            protocol: "HTTP/1.1",
-            response_code: 503,
-            response_flags: DisplayStr(flags),
-            upstream_host: Some(DisplayStr(addr)),
-            upstream_cluster: Some("outbound|80||backend"),
-            duration_ms: 3,
-            attempts: 2,
-            bytes_received: 0,
-            bytes_sent: 19,
-            request_id: "id",
-        };
-        let text = serde_json::to_string(&line).unwrap();
-        let expected = serde_json::json!({
-            "start_time": humantime::format_rfc3339_millis(time).to_string(),
-            "method": "GET",
-            "path": "/a\"b\\c\u{1}\u{7f}é",
-            "authority": "backend",
-            "protocol": "HTTP/1.1",
-            "response_code": 503,
-            "response_flags": flags.to_string(),
-            "upstream_host": addr.to_string(),
-            "upstream_cluster": "outbound|80||backend",
-            "duration_ms": 3,
-            "attempts": 2,
-            "bytes_received": 0,
-            "bytes_sent": 19,
-            "request_id": "id",
-        });
-        assert_eq!(
-            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
-            expected
-        );
-        assert!(
-            text.starts_with("{\"start_time\":\"2023-11-14T22:13:20.123Z\",\"method\""),
-            "{text}"
-        );
-        assert!(
-            text.contains("\"path\":\"/a\\\"b\\\\c\\u0001\u{7f}é\""),
-            "{text}"
-        );
-        assert!(
-            text.contains("\"response_flags\":\"UH,UR\"")
-                || text.contains("\"response_flags\":\"UR,UH\""),
-            "{text}"
-        );
-        assert!(text.contains("\"upstream_host\":\"[::1]:8080\""), "{text}");
+        let controls: String = (0u8..0x20).map(char::from).collect();
+        let tricky = format!("/a\"b\\c{controls}\u{7f}é\u{2028}💡/");
+        let addrs: [Option<SocketAddr>; 5] = [
+            Some("127.0.0.1:18180".parse().unwrap()),
+            Some("0.0.0.0:0".parse().unwrap()),
+            Some("255.255.255.255:65535".parse().unwrap()),
+            Some("[::1]:8080".parse().unwrap()),
+            None,
+        ];
+        for (i, addr) in addrs.into_iter().enumerate() {
+            let (path, flags, cluster) = if i % 2 == 0 {
+                (tricky.as_str(), flags, Some("outbound|80||backend"))
+            } else {
+                ("/", ResponseFlags::EMPTY, None)
+            };
+            let line = Line {
+                start_time: time,
+                method: "GET",
+                path,
+                authority: "backend\u{0}",
+                protocol: "HTTP/1.1",
+                response_code: 503,
+                response_flags: flags,
+                upstream_host: addr,
+                upstream_cluster: cluster,
+                duration_ms: if i == 0 { u64::MAX } else { i as u64 },
+                attempts: 2,
+                bytes_received: 0,
+                bytes_sent: 1_234_567_890,
+                request_id: "id\\",
+            };
+            let reference = Reference {
+                start_time: humantime::format_rfc3339_millis(time).to_string(),
+                method: line.method,
+                path: line.path,
+                authority: line.authority,
+                protocol: line.protocol,
+                response_code: line.response_code,
+                response_flags: flags.to_string(),
+                upstream_host: addr.map(|a| a.to_string()),
+                upstream_cluster: cluster,
+                duration_ms: line.duration_ms,
+                attempts: line.attempts,
+                bytes_received: line.bytes_received,
+                bytes_sent: line.bytes_sent,
+                request_id: line.request_id,
+            };
+            let mut text = Vec::new();
+            line.write_json(&mut text);
+            assert_eq!(
+                String::from_utf8(text).unwrap(),
+                serde_json::to_string(&reference).unwrap()
+            );
+        }
     }
 }

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -335,7 +337,9 @@ fn stack(
 
     let make_endpoint = move |ep: &Endpoint| {
         let addr = ep.addr();
-        let client = client_for(addr);
+        // Behind an `Arc`: a request clones one pointer, not the client's
+        // handles (which `Client::request` clones again itself).
+        let client = Arc::new(client_for(addr));
         let version: Arc<str> = ep
             .labels()
             .get("version")
@@ -473,26 +477,33 @@ impl UpstreamClient {
         // The upstream connection's protocol is the client's choice (ALPN,
         // the port's protocol), not the downstream request's.
         *req.version_mut() = http::Version::HTTP_11;
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let scheme = if matches!(self, UpstreamClient::Mtls(_)) {
-            "https"
+            Scheme::HTTPS
         } else {
-            "http"
+            Scheme::HTTP
         };
-        let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                let host = req.headers().get(http::header::HOST)?;
-                host.to_str().ok().map(str::to_owned)
-            })
-            .unwrap_or_else(|| addr.to_string());
-        *req.uri_mut() = Uri::builder()
-            .scheme(scheme)
-            .authority(authority)
-            .path_and_query(path)
-            .build()?;
+        let authority = match req.uri().authority() {
+            Some(a) => a.clone(),
+            None => match req
+                .headers()
+                .get(http::header::HOST)
+                .filter(|h| h.to_str().is_ok())
+            {
+                Some(host) => {
+                    Authority::from_maybe_shared(Bytes::copy_from_slice(host.as_bytes()))?
+                }
+                None => Authority::try_from(addr.to_string())?,
+            },
+        };
+        // The request's path and query as they are (refcounted, not
+        // re-parsed), with the scheme and authority set.
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = Some(scheme);
+        parts.authority = Some(authority);
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        *req.uri_mut() = Uri::from_parts(parts)?;
         let result = match self {
             UpstreamClient::Plain(c) => c.request(req).await,
             UpstreamClient::Mtls(c) => c.request(req).await,

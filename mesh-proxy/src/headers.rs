@@ -9,31 +9,53 @@ use http::header::{
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// The headers [`strip_hop_by_hop`] removes by name; `TE` last.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    TRAILER,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+];
+
 /// Removes the hop-by-hop headers of RFC 9110 §7.6.1 and every header named
 /// in `Connection`. `TE: trailers` is kept (gRPC needs it end to end).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // One pass over the names present (most messages carry few headers and
+    // none or one of these) instead of a lookup per hop-by-hop name.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        for (i, hop) in HOP_BY_HOP.iter().enumerate() {
+            if name == hop {
+                present |= 1 << i;
+            }
+        }
     }
-    for name in [
-        CONNECTION,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        TRANSFER_ENCODING,
-        UPGRADE,
-        TRAILER,
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-    ] {
-        headers.remove(name);
+    if present == 0 {
+        return;
     }
+    if present & 1 != 0 {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate().take(HOP_BY_HOP.len() - 1) {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    // `TE` may also have been named in `Connection` (and so be gone).
     let te_trailers = headers
         .get(TE)
         .and_then(|v| v.to_str().ok())
@@ -72,5 +94,66 @@ mod tests {
             h["traceparent"], "00-abc-def-01",
             "trace headers pass untouched"
         );
+    }
+
+    /// The lookup-per-name version this replaced.
+    fn reference(headers: &mut HeaderMap) {
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        for name in HOP_BY_HOP.iter().take(HOP_BY_HOP.len() - 1) {
+            headers.remove(name);
+        }
+        let te_trailers = headers
+            .get(TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+        headers.remove(TE);
+        if te_trailers {
+            headers.insert(TE, http::HeaderValue::from_static("trailers"));
+        }
+    }
+
+    #[test]
+    fn same_result_as_a_lookup_per_name() {
+        let candidates: [(&str, &str); 12] = [
+            ("connection", "keep-alive"),
+            ("connection", "te, x-a"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "close"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("trailer", "x-t"),
+            ("proxy-authenticate", "Basic"),
+            ("proxy-authorization", "Basic x"),
+            ("te", "trailers"),
+            ("te", "gzip"),
+            ("x-a", "1"),
+        ];
+        // Every subset of the candidates, on top of ordinary headers.
+        for mask in 0u32..(1 << candidates.len()) {
+            let mut h = HeaderMap::new();
+            h.insert("host", "backend".parse().unwrap());
+            h.insert("content-length", "2".parse().unwrap());
+            for (i, (name, value)) in candidates.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    h.append(*name, value.parse().unwrap());
+                }
+            }
+            let mut expected = h.clone();
+            reference(&mut expected);
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h, expected, "subset {mask:#x}");
+        }
     }
 }

@@ -192,14 +192,39 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Whether any of the eight bytes in `word` is one serde_json escapes (a
+/// control byte, `"` or `\\`): the has-less-than and has-zero-byte bit tricks,
+/// exact for "any".
+fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS != 0;
+    below_space
+        || has_zero(word ^ (ONES * u64::from(b'"')))
+        || has_zero(word ^ (ONES * u64::from(b'\\')))
+}
+
 fn json_str_contents(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip eight plain bytes at a time.
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if !word_needs_escape(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        i += 1;
         if !needs_escape(b) {
             continue;
         }
-        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(&bytes[start..i - 1]);
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -217,7 +242,7 @@ fn json_str_contents(out: &mut Vec<u8>, bytes: &[u8]) {
                 HEX[usize::from(b & 0xf)],
             ]),
         }
-        start = i + 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
 }
@@ -645,6 +670,53 @@ mod tests {
             assert_eq!(
                 String::from_utf8(text).unwrap(),
                 serde_json::to_string(&reference).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn escapes_at_every_offset_of_a_word() {
+        for special in (0u8..0x20).chain([b'"', b'\\', 0x1f, 0x20, 0x21, 0x5b, 0x5d, 0x7f, 0xff]) {
+            for at in 0..20 {
+                let mut text = vec![b'a'; 20];
+                text[at] = special;
+                let text = String::from_utf8_lossy(&text).into_owned();
+                let mut out = Vec::new();
+                json_str(&mut out, &text);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    serde_json::to_string(&text).unwrap(),
+                    "byte {special:#x} at {at}"
+                );
+            }
+        }
+        // Words of bytes drawn around the boundaries (0x1f/0x20, '"', '\\').
+        let picks = [
+            0x00, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b, 0x5c, 0x5d, 0x7f, 0x80, 0x9f, 0xa0, 0xff,
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let words = (0..200_000).map(|_| {
+            let mut bytes = [0u8; 8];
+            for b in &mut bytes {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                *b = if seed >> 63 == 0 {
+                    picks[(seed >> 40) as usize % picks.len()]
+                } else {
+                    0x61
+                };
+            }
+            u64::from_le_bytes(bytes)
+        });
+        for word in [0u64, u64::MAX, 0x2020_2020_2020_2020, 0x1f20_2020_2020_2020]
+            .into_iter()
+            .chain(words)
+        {
+            assert_eq!(
+                word_needs_escape(word),
+                word.to_le_bytes().iter().any(|&b| needs_escape(b)),
+                "{word:#x}"
             );
         }
     }

@@ -97,13 +97,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let creds = self.0.guard();
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &creds.provider.signature_verification_algorithms,
-        )
+        verify_signature(&self.0, Tls::V12, message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -112,13 +106,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let creds = self.0.guard();
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &creds.provider.signature_verification_algorithms,
-        )
+        verify_signature(&self.0, Tls::V13, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -127,6 +115,30 @@ impl ClientCertVerifier for SpiffeClientVerifier {
             .provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// Which TLS version's handshake signature is checked.
+#[derive(Clone, Copy)]
+enum Tls {
+    V12,
+    V13,
+}
+
+/// Checks a handshake signature with the algorithms of the crypto provider in
+/// force (both verifiers share this; the provider follows rotation).
+fn verify_signature(
+    store: &CredentialStore,
+    version: Tls,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let creds = store.guard();
+    let algorithms = &creds.provider.signature_verification_algorithms;
+    match version {
+        Tls::V12 => rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms),
+        Tls::V13 => rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms),
     }
 }
 
@@ -212,13 +224,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let creds = self.store.guard();
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &creds.provider.signature_verification_algorithms,
-        )
+        verify_signature(&self.store, Tls::V12, message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -227,13 +233,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let creds = self.store.guard();
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &creds.provider.signature_verification_algorithms,
-        )
+        verify_signature(&self.store, Tls::V13, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -346,19 +346,13 @@ async fn consistent_hash_by_header_keeps_a_key_on_one_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_overflow_is_503_uo() {
     let slow = Backend::start("slow", Behavior::Delay(Duration::from_millis(600))).await;
-    let yaml = format!(
-        "{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web}}\nspec:\n  host: web\n  trafficPolicy:\n    connectionPool: {{http: {{http2MaxRequests: 1, http1MaxPendingRequests: 1}}}}\n",
-        sidecar(),
-        service("web", &[(&slow, "v1")])
-    );
-    let proxy = ProxyProc::start(&yaml);
+    let proxy = ProxyProc::start(&with_pool(
+        &slow,
+        "{http: {http2MaxRequests: 1, http1MaxPendingRequests: 1}}",
+    ));
     let client = Client::new();
     let addr = proxy.outbound();
-    let first = tokio::spawn({
-        let client = client.clone();
-        async move { client.get(addr, "web", "/", &[]).await }
-    });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let first = busy(&client, addr, &slow).await;
     let (status, headers, _) = client.get(addr, "web", "/", &[]).await;
     assert_eq!(status, 503);
     assert_eq!(headers["x-mesh-response-flags"], "UO");
@@ -366,6 +360,29 @@ async fn pool_overflow_is_503_uo() {
     assert_eq!(first.await.unwrap().0, 200);
     let (status, _, _) = client.get(addr, "web", "/", &[]).await;
     assert_eq!(status, 200, "accepted again once the first finished");
+}
+
+/// A single-endpoint `web` service with this `connectionPool`.
+fn with_pool(backend: &Backend, pool: &str) -> String {
+    format!(
+        "{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web}}\nspec:\n  host: web\n  trafficPolicy:\n    connectionPool: {pool}\n",
+        sidecar(),
+        service("web", &[(backend, "v1")])
+    )
+}
+
+/// Starts one request and returns once it is being served by `slow`.
+async fn busy(
+    client: &Client,
+    addr: std::net::SocketAddr,
+    slow: &Backend,
+) -> tokio::task::JoinHandle<(http::StatusCode, http::HeaderMap, String)> {
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { client.get(addr, "web", "/", &[]).await }
+    });
+    support::wait_until("the first request reaches the backend", || slow.hits() == 1).await;
+    first
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,24 +498,11 @@ fn validate_accepts_the_istio_samples_and_rejects_broken_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_overflow_is_503_uo() {
     let slow = Backend::start("slow", Behavior::Delay(Duration::from_millis(800))).await;
-    let yaml = format!(
-        "{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web}}\nspec:\n  host: web\n  trafficPolicy:\n    connectionPool: {{tcp: {{maxConnections: 1}}}}\n",
-        sidecar(),
-        service("web", &[(&slow, "v1")])
-    );
-    let proxy = ProxyProc::start(&yaml);
+    let proxy = ProxyProc::start(&with_pool(&slow, "{tcp: {maxConnections: 1}}"));
     let client = Client::new();
     let addr = proxy.outbound();
-    let first = tokio::spawn({
-        let client = client.clone();
-        async move { client.get(addr, "web", "/", &[]).await }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        slow.hits(),
-        1,
-        "the first request holds the only connection"
-    );
+    // The first request holds the only connection.
+    let first = busy(&client, addr, &slow).await;
     // The second needs a second upstream connection: refused at once, never
     // sent, not retried.
     let started = Instant::now();

@@ -320,6 +320,15 @@ impl Client {
     }
 }
 
+/// Polls `done` every 10 ms until it holds; panics naming `what` after 5 s.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// YAML for a Sidecar with one outbound listener on an ephemeral port.
 pub fn sidecar() -> String {
     "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default}\nspec:\n  egress:\n  - port: {number: 0, name: http}\n".to_owned()

@@ -29,18 +29,22 @@
 
 mod admin;
 mod body;
+mod capture;
 mod cluster;
 pub mod config;
 mod demo;
 pub mod dns;
 mod framing;
 mod headers;
+pub mod iptables;
 mod metrics;
 mod observe;
 mod proxy;
 mod run;
 mod server;
+mod tcp;
 
+pub use self::capture::OutboundPolicy;
 pub use self::demo::demo;
 pub use self::proxy::Proxy;
 pub use self::run::{RunOptions, Running, StartOptions, load_identity, run, start};

@@ -35,6 +35,11 @@ enum Command {
         /// The largest request head accepted, in KiB (Envoy's `max_request_headers_kb`); 431 beyond.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=8192))]
         max_request_headers_kb: u32,
+        /// What capture listeners do with traffic no service claims:
+        /// `allow-any` passes it through (Istio's default), `registry-only`
+        /// refuses it.
+        #[arg(long, default_value = "allow-any")]
+        outbound_policy: mesh_proxy::OutboundPolicy,
     },
     /// Runs the whole mesh on this machine for ten seconds and shows what it did.
     Demo {
@@ -49,6 +54,40 @@ enum Command {
     Certs {
         #[command(subcommand)]
         action: Certs,
+    },
+    /// Installs (or removes) the NAT rules that capture this network
+    /// namespace's TCP for the sidecar, like Istio's `istio-iptables`.
+    Iptables {
+        /// Where outbound TCP is redirected.
+        #[arg(long, default_value_t = mesh_proxy::iptables::OUTBOUND_CAPTURE_PORT)]
+        outbound_port: u16,
+        /// Where inbound TCP is redirected.
+        #[arg(long, default_value_t = mesh_proxy::iptables::INBOUND_CAPTURE_PORT)]
+        inbound_port: u16,
+        /// The proxy's user ID: its connections are not captured.
+        #[arg(long, default_value_t = mesh_proxy::iptables::PROXY_UID)]
+        proxy_uid: u32,
+        /// The proxy's group ID: its connections are not captured.
+        #[arg(long, default_value_t = mesh_proxy::iptables::PROXY_UID)]
+        proxy_gid: u32,
+        /// Inbound ports not to capture (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        exclude_inbound_ports: Vec<u16>,
+        /// Outbound ports not to capture (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        exclude_outbound_ports: Vec<u16>,
+        /// The admin port, never captured.
+        #[arg(long, default_value_t = 15000)]
+        admin_port: u16,
+        /// Also install the rules for IPv6 (ip6tables).
+        #[arg(long)]
+        ipv6: bool,
+        /// Print the rules instead of installing them.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remove the rules a previous run installed.
+        #[arg(long)]
+        cleanup: bool,
     },
     /// Checks config files as `run` would load them.
     Validate {
@@ -133,6 +172,49 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Iptables {
+            outbound_port,
+            inbound_port,
+            proxy_uid,
+            proxy_gid,
+            exclude_inbound_ports,
+            exclude_outbound_ports,
+            admin_port,
+            ipv6,
+            dry_run,
+            cleanup,
+        } => {
+            use mesh_proxy::iptables::{CaptureRules, Family, cleanup as remove};
+            let families: &[Family] = if ipv6 {
+                &[Family::V4, Family::V6]
+            } else {
+                &[Family::V4]
+            };
+            let rules = CaptureRules {
+                outbound_port,
+                inbound_port,
+                proxy_uids: vec![proxy_uid],
+                proxy_gids: vec![proxy_gid],
+                exclude_inbound_ports,
+                exclude_outbound_ports,
+                admin_port,
+            };
+            let result = match (dry_run, cleanup) {
+                (true, _) => {
+                    print!("{}", rules.dry_run(families));
+                    Ok(())
+                }
+                (false, true) => families.iter().try_for_each(|&f| remove(f)),
+                (false, false) => rules.install(families),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mesh-proxy iptables: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Certs { action } => match certs(action) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -147,6 +229,7 @@ fn main() -> ExitCode {
             threads,
             dns,
             max_request_headers_kb,
+            outbound_policy,
         } => {
             init_tracing();
             let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -166,6 +249,7 @@ fn main() -> ExitCode {
                 identity,
                 dns,
                 max_header_bytes: max_request_headers_kb as usize * 1024,
+                outbound_policy,
                 ..mesh_proxy::RunOptions::new(configs)
             };
             match rt.block_on(mesh_proxy::run(options)) {

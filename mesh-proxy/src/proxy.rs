@@ -30,12 +30,20 @@ use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::body::{self, Body};
+use crate::capture::{OriginalDst, OutboundPolicy};
 use crate::cluster::{Cluster, ClusterKey, HttpService, UpstreamTls, endpoints_for};
+use crate::config::model::AddressBlock;
 use crate::config::model::{self, Config, Protocol};
 use crate::dns::{self, DnsTarget, Resolver};
 use crate::headers;
 use crate::metrics::Metrics;
 use crate::observe::DestinationService;
+use crate::tcp::TcpRoute;
+use http::Uri;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use mesh_core::MeshError;
 
 /// The running proxy: the config in force and what outlives it.
 #[derive(Debug)]
@@ -56,6 +64,25 @@ pub(crate) struct Snapshot {
     hosts: HashMap<String, usize>,
     services: Vec<ServiceRoutes>,
     retry_stats: Vec<(ClusterKey, RetryStats)>,
+    /// Virtual IPs: (block, port) → service index and what serves it.
+    vips: Vec<Vip>,
+}
+
+/// A service's virtual IP block and port.
+struct Vip {
+    block: AddressBlock,
+    port: u16,
+    service: usize,
+    target: VipTarget,
+}
+
+/// What serves a connection to a service's virtual IP and port.
+#[derive(Clone, Debug)]
+pub(crate) enum VipTarget {
+    /// The service port's HTTP routes.
+    Http,
+    /// Opaque TCP to the service's endpoints.
+    Tcp(Arc<TcpRoute>),
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -71,6 +98,18 @@ struct ServiceRoutes {
 }
 
 impl Snapshot {
+    /// What serves a captured connection to `dst`, when `dst` is a service's
+    /// virtual IP and port.
+    pub(crate) fn vip(&self, dst: SocketAddr) -> Option<VipTarget> {
+        self.find_vip(dst).map(|v| v.target.clone())
+    }
+
+    fn find_vip(&self, dst: SocketAddr) -> Option<&Vip> {
+        self.vips
+            .iter()
+            .find(|v| v.port == dst.port() && v.block.contains(dst.ip()))
+    }
+
     /// Retries sent to a cluster, over all routes.
     pub(crate) fn retries_for(&self, key: &ClusterKey) -> u64 {
         self.retry_stats
@@ -200,13 +239,29 @@ fn build(
     let mut budgets: HashMap<ClusterKey, Arc<dyn RetryBudget>> = HashMap::new();
     let mut retry_stats = Vec::new();
     let mut services = Vec::new();
+    let mut vips = Vec::new();
 
-    for service in &config.services {
+    for (si, service) in config.services.iter().enumerate() {
         let mut ports = Vec::new();
         for port in &service.ports {
             if port.protocol == Protocol::Tcp {
+                if !service.addresses.is_empty() {
+                    let route = Arc::new(tcp_route(&config, service, port, env)?);
+                    vips.extend(service.addresses.iter().map(|&block| Vip {
+                        block,
+                        port: port.number,
+                        service: si,
+                        target: VipTarget::Tcp(route.clone()),
+                    }));
+                }
                 continue;
             }
+            vips.extend(service.addresses.iter().map(|&block| Vip {
+                block,
+                port: port.number,
+                service: si,
+                target: VipTarget::Http,
+            }));
             let routes = routes_for(&config, service, port.number);
             let vs_routes: BTreeMap<String, &model::HttpRoute> = routes
                 .iter()
@@ -242,7 +297,50 @@ fn build(
         hosts,
         services,
         retry_stats,
+        vips,
     })
+}
+
+/// The DestinationRule whose host names one of `service`'s hosts.
+fn rule_for<'a>(
+    config: &'a Config,
+    service: &model::Service,
+) -> Option<&'a model::DestinationRule> {
+    config.destination_rules.iter().find(|dr| {
+        service.hosts.iter().any(|h| {
+            h.eq_ignore_ascii_case(&dr.host) || short_name(h).eq_ignore_ascii_case(&dr.host)
+        })
+    })
+}
+
+/// The route of a TCP service port: its static endpoints, over mTLS when its
+/// DestinationRule says so.
+fn tcp_route(
+    config: &Config,
+    service: &model::Service,
+    port: &model::ServicePort,
+    env: &Env,
+) -> Result<TcpRoute, BoxError> {
+    let rule = rule_for(config, service);
+    let policy = rule.map(|r| r.traffic_policy.clone()).unwrap_or_default();
+    let tls = upstream_tls(
+        rule.map_or("", |r| r.name.as_str()),
+        &policy,
+        env.identity.as_ref(),
+    )?
+    .map(|t| mesh_tls::client_config(&t.store, t.subject_alt_names))
+    .transpose()?;
+    let endpoints = endpoints_for(service, port, None)
+        .iter()
+        .map(mesh_core::Endpoint::addr)
+        .collect();
+    let host: Arc<str> = service.hosts.first().cloned().unwrap_or_default().into();
+    Ok(TcpRoute::new(
+        host,
+        service.name.clone().into(),
+        endpoints,
+        tls,
+    ))
 }
 
 /// The routes of a service port: its VirtualService's, or Istio's default
@@ -473,11 +571,7 @@ fn destination_service(
         subset: dest.subset.clone(),
         port: port.number,
     };
-    let rule = config.destination_rules.iter().find(|dr| {
-        service.hosts.iter().any(|h| {
-            h.eq_ignore_ascii_case(&dr.host) || short_name(h).eq_ignore_ascii_case(&dr.host)
-        })
-    });
+    let rule = rule_for(config, service);
     let (policy, selector) = match (&dest.subset, rule) {
         (None, Some(dr)) => (dr.traffic_policy.clone(), None),
         (None, None) => (model::TrafficPolicy::default(), None),
@@ -683,19 +777,69 @@ fn upstream_tls(
     }
 }
 
-/// The outbound request path: the Host/`:authority` picks the service and
-/// port, the port's router does the rest. Unknown hosts get 502 `NR`, never
-/// forwarded elsewhere (Istio's REGISTRY_ONLY).
+/// The outbound request path: the service's virtual IP (for a captured
+/// connection) or the Host/`:authority` picks the service and port, the
+/// port's router does the rest. What no service claims gets 502 `NR`
+/// (Istio's REGISTRY_ONLY), or on a captured connection under `allow-any` is
+/// passed through to its original destination.
 #[derive(Clone, Debug)]
 pub(crate) struct Outbound {
     proxy: Arc<Proxy>,
+    policy: OutboundPolicy,
+    passthrough: Client<HttpConnector, Body>,
 }
 
 impl Outbound {
-    pub(crate) fn new(proxy: Arc<Proxy>) -> Self {
-        Outbound { proxy }
+    pub(crate) fn new(proxy: Arc<Proxy>, policy: OutboundPolicy) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(crate::tcp::CONNECT_TIMEOUT));
+        let passthrough = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(crate::capture::PASSTHROUGH_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Outbound {
+            proxy,
+            policy,
+            passthrough,
+        }
+    }
+
+    /// A request no service claims.
+    fn unclaimed(&self, mut req: Request<Body>, host: &str) -> ResponseFuture {
+        let dst = req.extensions().get::<OriginalDst>().map(|d| d.0);
+        let (Some(dst), OutboundPolicy::AllowAny) = (dst, self.policy) else {
+            return Box::pin(std::future::ready(Ok(unknown_host(host))));
+        };
+        // Envoy's PassthroughCluster: to where the app was connecting, with
+        // the request as the app wrote it.
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        match Uri::builder()
+            .scheme("http")
+            .authority(dst.to_string())
+            .path_and_query(path)
+            .build()
+        {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
+        }
+        *req.version_mut() = http::Version::HTTP_11;
+        let client = self.passthrough.clone();
+        Box::pin(async move {
+            match client.request(req).await {
+                Ok(res) => {
+                    let mut res = res.map(body::boxed);
+                    headers::strip_hop_by_hop(res.headers_mut());
+                    Ok(res)
+                }
+                Err(e) if e.is_connect() => Err(MeshError::ConnectFailure(Box::new(e)).into()),
+                Err(e) => Err(MeshError::UpstreamReset(Box::new(e)).into()),
+            }
+        })
     }
 }
+
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
 
 fn unknown_host(host: &str) -> Response<Body> {
     let mut res = Response::new(body::full(format!("no service for host {host:?}\n")));
@@ -725,7 +869,7 @@ fn target_of<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
 impl Service<Request<Body>> for Outbound {
     type Response = Response<Body>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
@@ -734,11 +878,24 @@ impl Service<Request<Body>> for Outbound {
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let snapshot = self.proxy.snapshot();
         headers::strip_hop_by_hop(req.headers_mut());
-        let Some((host, port)) = target_of(&req) else {
-            return Box::pin(std::future::ready(Ok(unknown_host(""))));
-        };
-        let Some(&si) = snapshot.hosts.get(&host) else {
-            return Box::pin(std::future::ready(Ok(unknown_host(&host))));
+        let dst = req.extensions().get::<OriginalDst>().map(|d| d.0);
+        let vip = dst
+            .and_then(|d| snapshot.find_vip(d))
+            .filter(|v| matches!(v.target, VipTarget::Http))
+            .map(|v| (v.service, Some(v.port)));
+        let (si, port) = match vip {
+            Some(found) => found,
+            None => {
+                let Some((host, port)) = target_of(&req) else {
+                    return self.unclaimed(req, "");
+                };
+                let Some(&si) = snapshot.hosts.get(&host) else {
+                    return self.unclaimed(req, &host);
+                };
+                // A captured request without a port in its Host went to the
+                // port it was connecting to.
+                (si, port.or(dst.map(|d| d.port())))
+            }
         };
         let routes = &snapshot.services[si].ports;
         let svc = match port {
@@ -746,7 +903,8 @@ impl Service<Request<Body>> for Outbound {
             None => routes.first(),
         };
         let Some((_, svc)) = svc else {
-            return Box::pin(std::future::ready(Ok(unknown_host(&host))));
+            let host = target_of(&req).map(|(h, _)| h).unwrap_or_default();
+            return self.unclaimed(req, &host);
         };
         Box::pin(svc.clone().oneshot(req).map_ok(|mut res| {
             headers::strip_hop_by_hop(res.headers_mut());

@@ -25,12 +25,17 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use crate::body::{self, Body};
+use crate::capture::{self, Capture, OriginalDst, OutboundPolicy};
 use crate::config::Config;
 use crate::config::model::{self, Direction, MtlsMode};
 use crate::dns::Resolver;
+use crate::observe::LogBody;
 use crate::observe::{Observe, ObserveConfig};
 use crate::proxy::{Outbound, Proxy};
+use crate::server::HttpMaker;
 use crate::{admin, config, headers, server};
+use mesh_tls::PeerInfo;
+use std::convert::Infallible;
 
 /// `x-forwarded-client-cert`.
 const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
@@ -52,6 +57,8 @@ pub struct RunOptions {
     pub dns: Option<SocketAddr>,
     /// The largest request head accepted (431 beyond; default 60 KiB).
     pub max_header_bytes: usize,
+    /// What capture listeners do with traffic no service claims.
+    pub outbound_policy: OutboundPolicy,
 }
 
 impl RunOptions {
@@ -65,6 +72,7 @@ impl RunOptions {
             watch_interval: Duration::from_millis(500),
             dns: None,
             max_header_bytes: server::MAX_HEADER_BYTES,
+            outbound_policy: OutboundPolicy::default(),
         }
     }
 }
@@ -134,6 +142,8 @@ pub struct StartOptions {
     pub access_log: bool,
     /// The largest request head accepted (431 beyond).
     pub max_header_bytes: usize,
+    /// What capture listeners do with traffic no service claims.
+    pub outbound_policy: OutboundPolicy,
 }
 
 impl StartOptions {
@@ -146,6 +156,7 @@ impl StartOptions {
             resolver: Resolver::system(),
             access_log: true,
             max_header_bytes: server::MAX_HEADER_BYTES,
+            outbound_policy: OutboundPolicy::default(),
         }
     }
 }
@@ -158,6 +169,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
         resolver,
         access_log,
         max_header_bytes,
+        outbound_policy,
     } = options;
     let listeners = config.listeners.clone();
     let mode = inbound_mode(&config, identity.is_some())?;
@@ -177,6 +189,11 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
     };
     let own_id = identity.as_ref().map(|s| s.current().id().to_string());
 
+    let capture = Arc::new(Capture {
+        proxy: proxy.clone(),
+        policy: outbound_policy,
+        max_header_bytes,
+    });
     let mut serving = Vec::new();
     let mut bound = Vec::new();
     for l in &listeners {
@@ -187,13 +204,42 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
         proxy.add_listener(l.name.clone(), addr);
         bound.push((l.name.clone(), addr));
         match l.direction {
+            Direction::Outbound if l.capture => {
+                let observe = Arc::new(ObserveConfig {
+                    metrics: proxy.metrics_handle(),
+                    reporter: "source",
+                    access_log,
+                });
+                let outbound = Outbound::new(proxy.clone(), outbound_policy);
+                serving.push(tokio::spawn(capture::serve_outbound(
+                    tcp,
+                    capture.clone(),
+                    captured_http(Observe::new(outbound, observe)),
+                    shutdown.clone(),
+                )));
+            }
+            Direction::Inbound if l.capture => {
+                let observe = Arc::new(ObserveConfig {
+                    metrics: proxy.metrics_handle(),
+                    reporter: "destination",
+                    access_log,
+                });
+                let inbound = inbound_service(None, own_id.clone(), authz.clone());
+                serving.push(tokio::spawn(capture::serve_inbound(
+                    tcp,
+                    acceptor.clone(),
+                    capture.clone(),
+                    captured_http(Observe::new(inbound, observe)),
+                    shutdown.clone(),
+                )));
+            }
             Direction::Outbound => {
                 let observe = Arc::new(ObserveConfig {
                     metrics: proxy.metrics_handle(),
                     reporter: "source",
                     access_log,
                 });
-                let outbound = Outbound::new(proxy.clone());
+                let outbound = Outbound::new(proxy.clone(), OutboundPolicy::RegistryOnly);
                 serving.push(tokio::spawn(server::serve(
                     tcp,
                     None,
@@ -216,7 +262,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                     reporter: "destination",
                     access_log,
                 });
-                let inbound = inbound_service(app, own_id.clone(), authz.clone());
+                let inbound = inbound_service(Some(app), own_id.clone(), authz.clone());
                 serving.push(tokio::spawn(server::serve(
                     tcp,
                     acceptor.clone(),
@@ -271,6 +317,7 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
                 .dns
                 .map_or_else(Resolver::system, Resolver::with_server),
             max_header_bytes: options.max_header_bytes,
+            outbound_policy: options.outbound_policy,
             ..StartOptions::new(options.admin)
         },
     )
@@ -368,7 +415,7 @@ fn xfcc(own: &str, req: &Request<Body>) -> Option<HeaderValue> {
 /// The inbound path: authorization, the caller's identity in
 /// `x-forwarded-client-cert`, then the local app.
 fn inbound_service(
-    app: SocketAddr,
+    app: Option<SocketAddr>,
     own_id: Option<String>,
     authz: Vec<AuthorizationPolicy>,
 ) -> BoxCloneSyncService<Request<Body>, Response<Body>, BoxError> {
@@ -386,7 +433,14 @@ fn inbound_service(
         {
             req.headers_mut().insert(XFCC, value);
         }
+        // A captured connection goes to the app at the port it was sent to.
+        let app = app.or_else(|| {
+            req.extensions()
+                .get::<OriginalDst>()
+                .map(|d| capture::app_address(d.0))
+        });
         async move {
+            let app = app.ok_or("an inbound request without an app address")?;
             headers::strip_hop_by_hop(req.headers_mut());
             *req.version_mut() = http::Version::HTTP_11;
             let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -416,6 +470,27 @@ fn inbound_service(
             .map_err(Into::<BoxError>::into)
             .service(authorized),
     )
+}
+
+/// The HTTP service of a captured connection: `svc` with the peer and the
+/// original destination on each request.
+fn captured_http<S>(svc: S) -> HttpMaker
+where
+    S: tower::Service<Request<Incoming>, Response = Response<LogBody>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    Arc::new(move |peer: PeerInfo, dst: SocketAddr| {
+        let svc = svc.clone();
+        BoxCloneSyncService::new(tower::service_fn(move |req: Request<Incoming>| {
+            let mut req = server::with_peer(req, &peer);
+            req.extensions_mut().insert(OriginalDst(dst));
+            svc.clone().oneshot(req)
+        }))
+    })
 }
 
 /// A fingerprint of the config files' contents (None for a missing file).

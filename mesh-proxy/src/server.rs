@@ -2,18 +2,24 @@
 //! them with hyper, until shutdown.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
 use mesh_core::context::ClientAddr;
 use mesh_tls::{InboundStream, MtlsAcceptor, PeerInfo};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::Service;
+use tower::util::BoxCloneSyncService;
 
 use crate::framing::FramingGuard;
 use crate::observe::LogBody;
@@ -34,7 +40,7 @@ pub(crate) async fn serve<M, S>(
     listener: TcpListener,
     tls: Option<MtlsAcceptor>,
     make: M,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     max_header_bytes: usize,
 ) where
     M: Fn(PeerInfo) -> S + Send + Sync + 'static,
@@ -44,27 +50,11 @@ pub(crate) async fn serve<M, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let make = std::sync::Arc::new(make);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = stopped(&mut shutdown) => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(conn) => conn,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let watcher = graceful.watcher();
+    let make = Arc::new(make);
+    accept_loop(listener, shutdown, move |tcp, peer, watcher| {
         let make = make.clone();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        async move {
             let (stream, info) = match tls {
                 None => (
                     InboundStream::Plain(tcp),
@@ -81,19 +71,78 @@ pub(crate) async fn serve<M, S>(
                     }
                 },
             };
-            let svc = TowerToHyperService::new(make(info));
-            let builder = builder(max_header_bytes);
-            let conn = builder.serve_connection(
-                TokioIo::new(FramingGuard::new(stream, max_header_bytes)),
-                svc,
-            );
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            serve_http(stream, make(info), watcher, max_header_bytes, peer).await;
+        }
+    })
+    .await;
+}
+
+/// Makes the HTTP service of one captured connection from its peer and
+/// original destination.
+pub(crate) type HttpMaker = Arc<dyn Fn(PeerInfo, SocketAddr) -> ConnService + Send + Sync>;
+
+/// The HTTP service of one connection.
+pub(crate) type ConnService = BoxCloneSyncService<Request<Incoming>, Response<LogBody>, Infallible>;
+
+/// Accepts connections on `listener` and runs `handle` on each in its own
+/// task until `shutdown` turns true; then stops accepting and waits for the
+/// HTTP connections registered with their [`Watcher`] to finish their
+/// requests (hyper's graceful shutdown).
+pub(crate) async fn accept_loop<H, F>(
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    handle: H,
+) where
+    H: Fn(TcpStream, SocketAddr, Watcher) -> F + Send,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopped(&mut shutdown) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-        });
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(handle(tcp, peer, graceful.watcher()));
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (prior knowledge) on one accepted connection,
+/// through the framing guard, until the client is done or a graceful shutdown
+/// asked `watcher`'s owner to stop.
+pub(crate) async fn serve_http<I, S>(
+    io: I,
+    svc: S,
+    watcher: Watcher,
+    max_header_bytes: usize,
+    peer: SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<LogBody>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let builder = builder(max_header_bytes);
+    let conn = builder.serve_connection(
+        TokioIo::new(FramingGuard::new(io, max_header_bytes)),
+        TowerToHyperService::new(svc),
+    );
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
 }
 
 /// Resolves once `shutdown` says true (or its sender is gone).

@@ -189,7 +189,17 @@ pub(crate) fn service_entry(
     meta: &Metadata,
     spec: &se::ServiceEntrySpec,
 ) -> Option<Service> {
-    ctx.unsupported(&spec.addresses, "spec.addresses");
+    let mut addresses = Vec::new();
+    for (i, a) in spec.addresses.iter().enumerate() {
+        match AddressBlock::parse(&a.value) {
+            Some(block) => addresses.push(block),
+            None => ctx.error(
+                a,
+                &format!("spec.addresses[{i}]"),
+                format_args!("not an IP address or CIDR block: {:?}", a.value),
+            ),
+        }
+    }
     ctx.unsupported(&spec.export_to, "spec.exportTo");
     ctx.unsupported(&spec.subject_alt_names, "spec.subjectAltNames");
     ctx.unsupported(&spec.workload_selector, "spec.workloadSelector");
@@ -238,7 +248,10 @@ pub(crate) fn service_entry(
                     ctx.warn(
                         proto,
                         &format!("{field}.protocol"),
-                        format_args!("{} is not served by the HTTP listeners", proto.value),
+                        format_args!(
+                            "{} is served as opaque TCP, by capture listeners only",
+                            proto.value
+                        ),
                     );
                     Protocol::Tcp
                 }
@@ -318,6 +331,7 @@ pub(crate) fn service_entry(
         name: ctx.name_of(meta),
         namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
         hosts: spec.hosts.iter().map(|h| h.value.clone()).collect(),
+        addresses,
         ports,
         resolution,
         endpoints,
@@ -1045,11 +1059,12 @@ fn traffic_policy_inner(
 fn socket(
     ctx: &mut Ctx<'_>,
     bind: &Option<S<String>>,
+    default: Option<IpAddr>,
     port: u16,
     field: &str,
 ) -> Option<SocketAddr> {
     let ip = match bind {
-        None => IpAddr::from([127, 0, 0, 1]),
+        None => default.unwrap_or(IpAddr::from([127, 0, 0, 1])),
         Some(b) => match b.value.parse::<IpAddr>() {
             Ok(ip) => ip,
             Err(_) => {
@@ -1080,7 +1095,18 @@ pub(crate) fn sidecar(
     ] {
         for (i, l) in list.iter().enumerate() {
             let f = format!("spec.{what}[{i}]");
-            ctx.unsupported(&l.capture_mode, &format!("{f}.captureMode"));
+            let capture = match l.capture_mode.as_ref().map(|c| (c, c.value.as_str())) {
+                None | Some((_, "DEFAULT" | "NONE")) => false,
+                Some((_, "IPTABLES")) => true,
+                Some((c, other)) => {
+                    ctx.error(
+                        c,
+                        &format!("{f}.captureMode"),
+                        format_args!("unknown capture mode {other:?} (DEFAULT, IPTABLES or NONE)"),
+                    );
+                    false
+                }
+            };
             ctx.unsupported(&l.tls, &format!("{f}.tls"));
             ctx.unsupported(&l.connection_pool, &format!("{f}.connectionPool"));
             if let Some(h) = l.hosts.first()
@@ -1117,10 +1143,22 @@ pub(crate) fn sidecar(
             let Some(number) = ctx.port(&port.number, &format!("{f}.port.number")) else {
                 continue;
             };
-            let Some(bind) = socket(ctx, &l.bind, number, &f) else {
+            // Inbound capture (PREROUTING's REDIRECT) rewrites the destination
+            // to the pod's own address, so that listener listens on all of them.
+            let any = (capture && dir == Direction::Inbound).then_some(IpAddr::from([0, 0, 0, 0]));
+            let Some(bind) = socket(ctx, &l.bind, any, number, &f) else {
                 continue;
             };
             let default_endpoint = match (&l.default_endpoint, dir) {
+                (Some(e), Direction::Inbound) if capture => {
+                    ctx.warn(
+                        e,
+                        &format!("{f}.defaultEndpoint"),
+                        "ignored: a captured connection goes to the app on 127.0.0.1 at its original port",
+                    );
+                    None
+                }
+                (None, Direction::Inbound) if capture => None,
                 (Some(e), Direction::Inbound) => match e.value.parse::<SocketAddr>() {
                     Ok(a) => Some(a),
                     Err(_) => {
@@ -1168,6 +1206,7 @@ pub(crate) fn sidecar(
                 direction: dir,
                 bind,
                 default_endpoint,
+                capture,
             });
         }
     }

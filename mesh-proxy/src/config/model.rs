@@ -34,12 +34,62 @@ pub struct Service {
     pub namespace: String,
     /// The hosts it answers to.
     pub hosts: Vec<String>,
+    /// Its virtual IPs (`addresses`): a captured connection to one of them,
+    /// on one of the ports, is this service's.
+    pub addresses: Vec<AddressBlock>,
     /// Its ports.
     pub ports: Vec<ServicePort>,
     /// How endpoint addresses are found.
     pub resolution: Resolution,
     /// Its endpoints.
     pub endpoints: Vec<EndpointSpec>,
+}
+
+/// An address or a CIDR block of a `ServiceEntry`'s `addresses`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AddressBlock {
+    /// The address (host bits cleared).
+    pub ip: std::net::IpAddr,
+    /// The prefix length (32 or 128 for a single address).
+    pub prefix: u8,
+}
+
+impl AddressBlock {
+    /// Parses `10.0.0.1` or `240.240.0.0/16`.
+    pub fn parse(s: &str) -> Option<AddressBlock> {
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let ip: std::net::IpAddr = ip.parse().ok()?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return None;
+        }
+        Some(AddressBlock {
+            ip: mask(ip, prefix),
+            prefix,
+        })
+    }
+
+    /// Whether `ip` is in the block.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        ip.is_ipv4() == self.ip.is_ipv4() && mask(ip, self.prefix) == self.ip
+    }
+}
+
+fn mask(ip: std::net::IpAddr, prefix: u8) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let bits = u32::from(v4) & u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            std::net::IpAddr::V4(bits.into())
+        }
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            std::net::IpAddr::V6(bits.into())
+        }
+    }
 }
 
 /// A service port.
@@ -468,6 +518,9 @@ pub struct Listener {
     pub bind: SocketAddr,
     /// For inbound: the local app.
     pub default_endpoint: Option<SocketAddr>,
+    /// `captureMode: IPTABLES`: the listener receives connections redirected
+    /// by `mesh-proxy iptables` and serves each by its original destination.
+    pub capture: bool,
 }
 
 /// A listener's direction.

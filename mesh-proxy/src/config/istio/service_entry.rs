@@ -16,7 +16,8 @@ pub(crate) struct ServiceEntrySpec {
     #[serde(default)]
     pub(crate) endpoints: Vec<WorkloadEntry>,
     pub(crate) location: Option<S<String>>,
-    pub(crate) addresses: Unsupported,
+    #[serde(default)]
+    pub(crate) addresses: Vec<S<String>>,
     pub(crate) export_to: Unsupported,
     pub(crate) subject_alt_names: Unsupported,
     pub(crate) workload_selector: Unsupported,

@@ -24,7 +24,7 @@ pub(crate) struct Listener {
     pub(crate) default_endpoint: Option<S<String>>,
     #[serde(default)]
     pub(crate) hosts: Vec<S<String>>,
-    pub(crate) capture_mode: Unsupported,
+    pub(crate) capture_mode: Option<S<String>>,
     pub(crate) tls: Unsupported,
     pub(crate) connection_pool: Unsupported,
 }

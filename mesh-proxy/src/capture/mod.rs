@@ -1,0 +1,292 @@
+//! Capture listeners (`Sidecar` listeners with `captureMode: IPTABLES`): they
+//! receive the connections `mesh-proxy iptables` redirected and serve each by
+//! its original destination (`SO_ORIGINAL_DST`).
+//!
+//! - **Outbound** (Istio's 15001): a destination that is a service's virtual
+//!   IP (`ServiceEntry.addresses`) and port is that service's: HTTP ports go
+//!   through the service's routes, TCP ports to its endpoints. Any other
+//!   destination is sniffed: HTTP is routed by its `Host`, and what no service
+//!   claims follows the outbound policy (`allow-any`: passed through to where
+//!   it was going; `registry-only`: refused).
+//! - **Inbound** (Istio's 15006): after the PeerAuthentication handshake, HTTP
+//!   goes to the app on 127.0.0.1 at the original port through the inbound
+//!   path (authorization, `x-forwarded-client-cert`); anything else is passed
+//!   to the same address as TCP.
+
+pub(crate) mod sniff;
+
+use std::borrow::Cow;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_tls::{InboundStream, MtlsAcceptor, PeerInfo};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use self::sniff::{DETECTION_TIMEOUT, Sniffed};
+use crate::metrics::TcpLabels;
+use crate::proxy::{Proxy, VipTarget};
+use crate::server::{self, HttpMaker};
+use crate::tcp;
+
+/// The destination a captured connection had before it was redirected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OriginalDst(pub(crate) SocketAddr);
+
+/// What to do with outbound traffic no service claims (Istio's
+/// `outboundTrafficPolicy.mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutboundPolicy {
+    /// Pass it through to its original destination (Istio's default).
+    #[default]
+    AllowAny,
+    /// Refuse it: 502 `NR` for HTTP, a closed connection for TCP.
+    RegistryOnly,
+}
+
+impl std::str::FromStr for OutboundPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "allow-any" => Ok(OutboundPolicy::AllowAny),
+            "registry-only" => Ok(OutboundPolicy::RegistryOnly),
+            _ => Err(format!("{s:?}: expected allow-any or registry-only")),
+        }
+    }
+}
+
+/// The original destination of a redirected connection: `SO_ORIGINAL_DST`
+/// (IPv4) or `IP6T_SO_ORIGINAL_DST` (IPv6). Fails on a connection that was
+/// not redirected.
+pub(crate) fn original_dst(tcp: &TcpStream) -> io::Result<SocketAddr> {
+    let sock = socket2::SockRef::from(tcp);
+    let local = tcp.local_addr()?;
+    let addr = if local.is_ipv4() {
+        sock.original_dst_v4()?
+    } else {
+        sock.original_dst_v6()?
+    };
+    addr.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP address"))
+}
+
+/// The original destination, unless the connection was made to the listener
+/// itself (not redirected: serving it would loop back into the proxy).
+fn destination(tcp: &TcpStream) -> Option<SocketAddr> {
+    let local = tcp.local_addr().ok()?;
+    match original_dst(tcp) {
+        Ok(dst) if dst != local => Some(dst),
+        Ok(_) => {
+            tracing::debug!(%local, "connection to the capture port itself refused");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(%local, error = %e, "no original destination: not a redirected connection");
+            None
+        }
+    }
+}
+
+/// What both capture listeners need.
+pub(crate) struct Capture {
+    pub(crate) proxy: Arc<Proxy>,
+    pub(crate) policy: OutboundPolicy,
+    pub(crate) max_header_bytes: usize,
+}
+
+/// Serves the outbound capture listener until `shutdown`.
+pub(crate) async fn serve_outbound(
+    listener: TcpListener,
+    capture: Arc<Capture>,
+    http: HttpMaker,
+    shutdown: watch::Receiver<bool>,
+) {
+    server::accept_loop(listener, shutdown, move |tcp, peer, watcher| {
+        let capture = capture.clone();
+        let http = http.clone();
+        async move {
+            let Some(dst) = destination(&tcp) else {
+                return;
+            };
+            let target = capture.proxy.snapshot().vip(dst);
+            let info = PeerInfo {
+                addr: Some(peer),
+                ..PeerInfo::default()
+            };
+            match target {
+                Some(VipTarget::Tcp(route)) => {
+                    let counters = capture.proxy.metrics().tcp(&TcpLabels {
+                        reporter: Cow::Borrowed("source"),
+                        destination_service: Cow::Owned(route.host.to_string()),
+                        destination_service_name: Cow::Owned(route.name.to_string()),
+                        connection_security_policy: Cow::Borrowed("unknown"),
+                    });
+                    match route.connect().await {
+                        Ok(upstream) => tcp::pump(tcp, upstream, counters).await,
+                        Err(e) => {
+                            tracing::info!(%dst, error = %e, "TCP upstream connect failed (UF)");
+                        }
+                    }
+                }
+                Some(VipTarget::Http) => {
+                    let svc = http(info, dst);
+                    server::serve_http(tcp, svc, watcher, capture.max_header_bytes, peer).await;
+                }
+                None => {
+                    let (sniffed, stream) = match sniff::sniff(tcp, DETECTION_TIMEOUT).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "captured connection failed");
+                            return;
+                        }
+                    };
+                    match (sniffed, capture.policy) {
+                        (Sniffed::Http, _) => {
+                            let svc = http(info, dst);
+                            server::serve_http(
+                                stream,
+                                svc,
+                                watcher,
+                                capture.max_header_bytes,
+                                peer,
+                            )
+                            .await;
+                        }
+                        (Sniffed::Opaque, OutboundPolicy::AllowAny) => {
+                            passthrough(stream, dst, &capture, "source").await;
+                        }
+                        (Sniffed::Opaque, OutboundPolicy::RegistryOnly) => {
+                            tracing::info!(%dst, "TCP to an unknown destination refused (registry-only)");
+                        }
+                    }
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// Serves the inbound capture listener until `shutdown`: the
+/// PeerAuthentication handshake (`tls`), then HTTP through `http` or bytes to
+/// the app at 127.0.0.1 on the original port.
+pub(crate) async fn serve_inbound(
+    listener: TcpListener,
+    tls: Option<MtlsAcceptor>,
+    capture: Arc<Capture>,
+    http: HttpMaker,
+    shutdown: watch::Receiver<bool>,
+) {
+    server::accept_loop(listener, shutdown, move |tcp, peer, watcher| {
+        let capture = capture.clone();
+        let http = http.clone();
+        let tls = tls.clone();
+        async move {
+            let Some(dst) = destination(&tcp) else {
+                return;
+            };
+            let (stream, info) = match tls {
+                None => (
+                    InboundStream::Plain(tcp),
+                    PeerInfo {
+                        addr: Some(peer),
+                        ..PeerInfo::default()
+                    },
+                ),
+                Some(acceptor) => match acceptor.accept(tcp).await {
+                    Ok(accepted) => (accepted.stream, accepted.peer),
+                    Err(e) => {
+                        tracing::info!(%peer, error = %e, "inbound connection refused");
+                        return;
+                    }
+                },
+            };
+            let mtls = info.is_mtls();
+            let (sniffed, stream) = match sniff::sniff(stream, DETECTION_TIMEOUT).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "inbound connection failed");
+                    return;
+                }
+            };
+            match sniffed {
+                Sniffed::Http => {
+                    let svc = http(info, dst);
+                    server::serve_http(stream, svc, watcher, capture.max_header_bytes, peer).await;
+                }
+                Sniffed::Opaque => {
+                    let app = app_address(dst);
+                    let policy = if mtls { "mutual_tls" } else { "none" };
+                    let counters = capture.proxy.metrics().tcp(&TcpLabels {
+                        reporter: Cow::Borrowed("destination"),
+                        destination_service: Cow::Owned(app.to_string()),
+                        destination_service_name: Cow::Borrowed("inbound"),
+                        connection_security_policy: Cow::Borrowed(policy),
+                    });
+                    match tcp::connect_plain(app).await {
+                        Ok(upstream) => tcp::pump(stream, upstream, counters).await,
+                        Err(e) => tracing::info!(%app, error = %e, "local app refused (UF)"),
+                    }
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// Where the inbound path sends a captured connection: the app on loopback
+/// at the port the caller asked for.
+pub(crate) fn app_address(dst: SocketAddr) -> SocketAddr {
+    let ip = match dst.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    };
+    SocketAddr::new(ip, dst.port())
+}
+
+/// Passes a connection no service claims through to where it was going.
+async fn passthrough<S>(stream: S, dst: SocketAddr, capture: &Capture, reporter: &'static str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let counters = capture.proxy.metrics().tcp(&TcpLabels {
+        reporter: Cow::Borrowed(reporter),
+        destination_service: Cow::Borrowed("PassthroughCluster"),
+        destination_service_name: Cow::Borrowed("PassthroughCluster"),
+        connection_security_policy: Cow::Borrowed("unknown"),
+    });
+    match tcp::connect_plain(dst).await {
+        Ok(upstream) => tcp::pump(stream, upstream, counters).await,
+        Err(e) => tracing::info!(%dst, error = %e, "passthrough connect failed (UF)"),
+    }
+}
+
+/// How long the passthrough HTTP client keeps idle connections.
+pub(crate) const PASSTHROUGH_IDLE: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_policy_parses_istio_spellings() {
+        assert_eq!("allow-any".parse(), Ok(OutboundPolicy::AllowAny));
+        assert_eq!("ALLOW_ANY".parse(), Ok(OutboundPolicy::AllowAny));
+        assert_eq!("registry-only".parse(), Ok(OutboundPolicy::RegistryOnly));
+        assert!("deny".parse::<OutboundPolicy>().is_err());
+    }
+
+    #[test]
+    fn the_app_is_on_loopback_at_the_original_port() {
+        assert_eq!(
+            app_address(
+                "10.99.0.11:9080"
+                    .parse()
+                    .unwrap_or(SocketAddr::from(([0; 4], 0)))
+            ),
+            SocketAddr::from(([127, 0, 0, 1], 9080))
+        );
+    }
+}

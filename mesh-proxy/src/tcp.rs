@@ -1,0 +1,205 @@
+//! Opaque TCP through the proxy (Istio's `protocol: TCP`, and passthrough of
+//! unknown destinations): a route to a service's endpoints, optionally over
+//! mTLS, and a byte pump that counts what passes in Istio's TCP metrics.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use mesh_core::BoxError;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tower::{Service, ServiceExt};
+
+use crate::metrics::TcpCounters;
+
+/// Envoy's default cluster `connect_timeout`.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A byte stream to or from a peer.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Where a TCP service port's connections go.
+#[derive(Debug)]
+pub(crate) struct TcpRoute {
+    /// The service's canonical host (`destination_service`).
+    pub(crate) host: Arc<str>,
+    /// The `ServiceEntry`'s name (`destination_service_name`).
+    pub(crate) name: Arc<str>,
+    endpoints: Vec<SocketAddr>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    next: AtomicUsize,
+}
+
+impl TcpRoute {
+    pub(crate) fn new(
+        host: Arc<str>,
+        name: Arc<str>,
+        endpoints: Vec<SocketAddr>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Self {
+        TcpRoute {
+            host,
+            name,
+            endpoints,
+            tls,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Connects to the endpoints in round-robin order, trying the next one
+    /// when a connection fails (Envoy retries connect failures of TCP
+    /// proxies the same way).
+    pub(crate) async fn connect(&self) -> Result<Box<dyn Stream>, BoxError> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return Err(format!("no endpoints for {}", self.host).into());
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..n {
+            let addr = self.endpoints[(start + i) % n];
+            match self.connect_one(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "TCP endpoint connect failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| "no endpoint".into()))
+    }
+
+    async fn connect_one(&self, addr: SocketAddr) -> Result<Box<dyn Stream>, BoxError> {
+        match &self.tls {
+            None => Ok(Box::new(connect_plain(addr).await?)),
+            Some(config) => {
+                let mut http = HttpConnector::new();
+                http.enforce_http(false);
+                http.set_nodelay(true);
+                http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+                let mut connector = mesh_tls::MtlsConnector::with_connector(http, config.clone());
+                let uri: http::Uri = format!("https://{addr}").parse()?;
+                let stream = connector.ready().await?.call(uri).await?;
+                Ok(Box::new(TokioIo::new(stream)))
+            }
+        }
+    }
+}
+
+/// A plain TCP connection with Envoy's connect timeout and `TCP_NODELAY`.
+pub(crate) async fn connect_plain(addr: SocketAddr) -> io::Result<TcpStream> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// Pumps bytes both ways until both sides are done, counting them.
+pub(crate) async fn pump<D, U>(downstream: D, mut upstream: U, counters: TcpCounters)
+where
+    D: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    counters.opened.inc();
+    let mut counted = Counted {
+        io: downstream,
+        counters: &counters,
+    };
+    if let Err(e) = tokio::io::copy_bidirectional(&mut counted, &mut upstream).await {
+        tracing::debug!(error = %e, "TCP proxy connection ended with an error");
+    }
+    counters.closed.inc();
+}
+
+/// The downstream side of a TCP proxy, counting bytes as they pass (so the
+/// metrics move while a long connection lives, not only at its end).
+struct Counted<'a, S> {
+    io: S,
+    counters: &'a TcpCounters,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.io).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            this.counters.received.inc_by(n as u64);
+        }
+        res
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = res {
+            this.counters.sent.inc_by(n as u64);
+        }
+        res
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use prometheus_client::metrics::counter::Counter;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn pump_copies_both_ways_and_counts_each_direction() {
+        let counters = TcpCounters {
+            sent: Counter::default(),
+            received: Counter::default(),
+            opened: Counter::default(),
+            closed: Counter::default(),
+        };
+        let (mut client, downstream) = tokio::io::duplex(1024);
+        let (upstream, mut server) = tokio::io::duplex(1024);
+        let task = tokio::spawn(pump(downstream, upstream, counters.clone()));
+        client.write_all(b"hello").await.unwrap();
+        let mut got = [0u8; 5];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
+        server.write_all(b"world!!").await.unwrap();
+        drop(server);
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"world!!");
+        drop(client);
+        task.await.unwrap();
+        assert_eq!(counters.received.get(), 5);
+        assert_eq!(counters.sent.get(), 7);
+        assert_eq!((counters.opened.get(), counters.closed.get()), (1, 1));
+    }
+}

@@ -1,0 +1,645 @@
+//! A sidecar per pod, for real: pods in network namespaces, their traffic
+//! captured by `mesh-proxy iptables`, apps that know nothing of the mesh.
+//!
+//! Needs root (namespaces, iptables); skipped with a printed reason
+//! otherwise. `.ci/run` runs as root and installs iptables and curl.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod netns;
+mod support;
+
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use netns::{Mesh, Pod};
+use support::Client;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const PROXY_UID: u32 = 1337;
+const REVIEWS_VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 200);
+const ECHO_VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 201);
+const CLIENT_ID: &str = "spiffe://cluster.local/ns/default/sa/client";
+
+fn skip() -> bool {
+    match netns::unavailable() {
+        Some(why) => {
+            eprintln!("skipping the pod tests: {why}");
+            true
+        }
+        None => false,
+    }
+}
+
+/// The mesh config every sidecar gets: capture listeners, STRICT mTLS, the
+/// services by their virtual IPs, and the policies.
+fn mesh_config(v1: Ipv4Addr, v2: Ipv4Addr) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: default}}
+spec:
+  egress:
+  - port: {{number: 15001, name: capture}}
+    captureMode: IPTABLES
+  ingress:
+  - port: {{number: 15006, name: capture}}
+    captureMode: IPTABLES
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default}}
+spec: {{mtls: {{mode: STRICT}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  addresses: [{REVIEWS_VIP}]
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints:
+  - {{address: {v1}, labels: {{version: v1}}}}
+  - {{address: {v2}, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: echo}}
+spec:
+  hosts: [echo]
+  addresses: [{ECHO_VIP}]
+  ports: [{{number: 7000, name: tcp, protocol: TCP}}]
+  resolution: STATIC
+  endpoints:
+  - {{address: {v1}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews}}
+spec:
+  host: reviews
+  trafficPolicy:
+    tls: {{mode: ISTIO_MUTUAL}}
+    outlierDetection:
+      consecutive5xxErrors: 2
+      interval: 1s
+      baseEjectionTime: 30s
+      maxEjectionPercent: 50
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo}}
+spec:
+  host: echo
+  trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{{headers: {{x-split: {{exact: "yes"}}}}}}]
+    route:
+    - {{destination: {{host: reviews, subset: v1}}, weight: 80}}
+    - {{destination: {{host: reviews, subset: v2}}, weight: 20}}
+  - route:
+    - destination: {{host: reviews}}
+    retries: {{attempts: 3, retryOn: 5xx}}
+"#
+    )
+}
+
+/// An app: answers 200 with its name (503 while `failing`), and shows the
+/// `x-forwarded-client-cert` it was given.
+#[derive(Clone, Default)]
+struct App {
+    hits: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+}
+
+async fn serve_app(name: &'static str, app: App, port: u16) {
+    let listener = TcpListener::bind(("0.0.0.0", port)).await.unwrap();
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                app.hits.fetch_add(1, Ordering::SeqCst);
+                let status = if app.failing.load(Ordering::SeqCst) {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                };
+                let xfcc = req
+                    .headers()
+                    .get("x-forwarded-client-cert")
+                    .cloned()
+                    .unwrap_or(http::HeaderValue::from_static("none"));
+                async move {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(status)
+                            .header("x-seen-xfcc", xfcc)
+                            .body(Full::new(Bytes::from(name)))
+                            .unwrap(),
+                    )
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+async fn serve_echo(port: u16) {
+    let listener = TcpListener::bind(("0.0.0.0", port)).await.unwrap();
+    loop {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let (mut r, mut w) = tcp.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        });
+    }
+}
+
+/// A sidecar in a pod: its config, identity and logs in `dir`.
+struct Sidecar {
+    stdout: PathBuf,
+}
+
+impl Sidecar {
+    fn access_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.stdout)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits (bounded) until the access log has a line with this request id.
+    fn logged(&self, request_id: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if self
+                .access_log()
+                .iter()
+                .any(|l| l["x_request_id"] == request_id || l["request_id"] == request_id)
+            {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Makes `dir` and its files readable by the proxy's user.
+fn open_up(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walk(dir) {
+        let mode = if entry.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_owned()];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Starts a sidecar in `pod` as the proxy user (so its own connections are
+/// not captured) and installs the capture rules there.
+fn start_sidecar(
+    mesh: &Mesh,
+    pod: &Pod,
+    dir: &Path,
+    ca: &mesh_tls::DevCa,
+    sa: &str,
+    config: &str,
+) -> Sidecar {
+    let home = dir.join(&pod.name);
+    std::fs::create_dir_all(&home).unwrap();
+    let config_file = home.join("mesh.yaml");
+    std::fs::write(&config_file, config).unwrap();
+    let id = mesh_tls::SpiffeId::new("cluster.local", "default", sa).unwrap();
+    ca.issue(&id, Duration::from_secs(3600))
+        .unwrap()
+        .write(home.join("identity"))
+        .unwrap();
+    open_up(dir);
+    let stdout = home.join("stdout.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"));
+    cmd.args(["run", "-c"])
+        .arg(&config_file)
+        .arg("--identity")
+        .arg(home.join("identity"))
+        .args(["--threads", "1"])
+        .uid(PROXY_UID)
+        .gid(PROXY_UID)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(home.join("stderr.log")).unwrap());
+    mesh.spawn(pod, cmd).unwrap();
+    let out = mesh
+        .exec(pod, &[env!("CARGO_BIN_EXE_mesh-proxy"), "iptables"])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "iptables: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ready = mesh.block_in(pod, async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let admin = SocketAddr::from(([127, 0, 0, 1], 15000));
+            if let Ok((StatusCode::OK, _)) = Client::new().try_get(admin, "admin", "/ready").await {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    assert!(
+        ready,
+        "sidecar in {} not ready: {}",
+        pod.name,
+        std::fs::read_to_string(home.join("stderr.log")).unwrap_or_default()
+    );
+    Sidecar { stdout }
+}
+
+/// GETs `http://reviews:9080/` the way an app that resolved the name would:
+/// to the VIP, with that Host.
+async fn get_reviews(
+    headers: &[(&str, &str)],
+) -> Result<(StatusCode, http::HeaderMap, String), String> {
+    let vip = SocketAddr::from((REVIEWS_VIP, 9080));
+    let mut req = Request::builder()
+        .uri(format!("http://{vip}/"))
+        .header("host", "reviews:9080");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build::<_, http_body_util::Empty<Bytes>>(connector);
+    let res = client
+        .request(req.body(http_body_util::Empty::new()).unwrap())
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let (parts, body) = res.into_parts();
+    let body = http_body_util::BodyExt::collect(body)
+        .await
+        .map_err(|e| format!("{e:?}"))?
+        .to_bytes();
+    Ok((
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+fn metrics(mesh: &Mesh, pod: &Pod) -> String {
+    mesh.block_in(pod, async {
+        let admin = SocketAddr::from(([127, 0, 0, 1], 15000));
+        Client::new()
+            .try_get(admin, "admin", "/stats/prometheus")
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    })
+}
+
+/// The sum of a metric family's samples whose line contains `filter`.
+fn metric_sum(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn pods_talk_through_captured_sidecars() {
+    if skip() {
+        return;
+    }
+    let started = Instant::now();
+    let host_links_before = Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap()
+        .stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = mesh_tls::DevCa::new("cluster.local").unwrap();
+    {
+        let mut mesh = Mesh::new().unwrap();
+        let v1_ip = Ipv4Addr::new(10, 99, 0, 11);
+        let v2_ip = Ipv4Addr::new(10, 99, 0, 12);
+        let hosts = [("reviews", REVIEWS_VIP), ("echo", ECHO_VIP)];
+        let client_pod = mesh.add_pod("client", 10, &hosts).unwrap();
+        let v1_pod = mesh.add_pod("reviews-v1", 11, &hosts).unwrap();
+        let v2_pod = mesh.add_pod("reviews-v2", 12, &hosts).unwrap();
+        let stranger = mesh.add_pod("stranger", 13, &hosts).unwrap();
+
+        let (v1, v2) = (App::default(), App::default());
+        let a = v1.clone();
+        mesh.serve_in(&v1_pod, move || serve_app("reviews-v1", a, 9080));
+        let a = v2.clone();
+        mesh.serve_in(&v2_pod, move || serve_app("reviews-v2", a, 9080));
+        mesh.serve_in(&v1_pod, || serve_echo(7000));
+
+        let config = mesh_config(v1_ip, v2_ip);
+        let client_sidecar = start_sidecar(&mesh, &client_pod, dir.path(), &ca, "client", &config);
+        let v1_sidecar = start_sidecar(&mesh, &v1_pod, dir.path(), &ca, "reviews", &config);
+        let _v2_sidecar = start_sidecar(&mesh, &v2_pod, dir.path(), &ca, "reviews", &config);
+
+        // 1. An unmodified client (curl, resolving `reviews` through the pod's
+        //    /etc/hosts) reaches a reviews pod through both sidecars, over
+        //    mTLS: the app sees the caller's SPIFFE ID.
+        let out = mesh
+            .exec(
+                &client_pod,
+                &[
+                    "curl",
+                    "-sS",
+                    "-i",
+                    "--max-time",
+                    "5",
+                    "-H",
+                    "x-request-id: pods-curl-1",
+                    "-H",
+                    "x-split: yes",
+                    "http://reviews:9080/",
+                ],
+            )
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(
+            out.status.success() && text.starts_with("http/1.1 200"),
+            "curl: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains(&format!("uri={CLIENT_ID}")),
+            "the app did not see the caller's identity: {text}"
+        );
+        assert!(
+            client_sidecar.logged("pods-curl-1"),
+            "not in the client sidecar's log"
+        );
+        let served_by = if text.contains("reviews-v1") {
+            &v1_sidecar
+        } else {
+            &_v2_sidecar
+        };
+        assert!(
+            served_by.logged("pods-curl-1"),
+            "not in the server sidecar's log"
+        );
+        // One request, one line: the client sidecar's own upstream
+        // connection was not captured again.
+        let lines = client_sidecar
+            .access_log()
+            .iter()
+            .filter(|l| l["x_request_id"] == "pods-curl-1" || l["request_id"] == "pods-curl-1")
+            .count();
+        assert_eq!(lines, 1);
+
+        // 2. The 80/20 split across the two reviews pods.
+        let (ones, twos) = mesh.block_in(&client_pod, async {
+            let (mut ones, mut twos) = (0, 0);
+            for _ in 0..200 {
+                let (status, _, body) = get_reviews(&[("x-split", "yes")]).await.unwrap();
+                assert_eq!(status, StatusCode::OK);
+                match body.as_str() {
+                    "reviews-v1" => ones += 1,
+                    "reviews-v2" => twos += 1,
+                    other => panic!("unexpected body {other:?}"),
+                }
+            }
+            (ones, twos)
+        });
+        eprintln!("split: {ones} to reviews-v1, {twos} to reviews-v2");
+        assert!(
+            (140..=180).contains(&ones),
+            "80/20 split gave {ones} to v1 and {twos} to v2"
+        );
+
+        // 3. reviews-v2's app starts failing: retries hide it and outlier
+        //    detection stops sending to it.
+        v2.failing.store(true, Ordering::SeqCst);
+        let before = v2.hits.load(Ordering::SeqCst);
+        let failures = mesh.block_in(&client_pod, async {
+            let mut failures = 0;
+            for _ in 0..100 {
+                match get_reviews(&[]).await {
+                    Ok((StatusCode::OK, _, body)) => assert_eq!(body, "reviews-v1"),
+                    _ => failures += 1,
+                }
+            }
+            failures
+        });
+        let v2_hits = v2.hits.load(Ordering::SeqCst) - before;
+        eprintln!("failing pod: {v2_hits} of 100 requests reached it, {failures} failed");
+        assert_eq!(failures, 0, "retries should hide the failing pod");
+        assert!(
+            v2_hits <= 6,
+            "the failing pod got {v2_hits} of 100 requests: not ejected"
+        );
+        assert!(
+            metrics(&mesh, &client_pod).contains("reviews"),
+            "client sidecar metrics name the service"
+        );
+
+        // 4. Plain TCP through capture: an echo over the VIP, counted.
+        let echoed = mesh.block_in(&client_pod, async {
+            let mut tcp = TcpStream::connect((ECHO_VIP, 7000)).await.unwrap();
+            tcp.write_all(b"hello through the mesh").await.unwrap();
+            let mut buf = vec![0u8; 22];
+            tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut buf))
+                .await
+                .expect("echo timed out")
+                .unwrap();
+            buf
+        });
+        assert_eq!(echoed, b"hello through the mesh");
+        let client_metrics = metrics(&mesh, &client_pod);
+        assert!(
+            metric_sum(
+                &client_metrics,
+                "istio_tcp_received_bytes_total",
+                "destination_service=\"echo\""
+            ) >= 22.0,
+            "{client_metrics}"
+        );
+        assert!(
+            metric_sum(
+                &client_metrics,
+                "istio_tcp_sent_bytes_total",
+                "destination_service=\"echo\""
+            ) >= 22.0
+        );
+        // Nothing of the proxy's own traffic came back as passthrough (a
+        // capture loop would show up there).
+        assert_eq!(
+            metric_sum(
+                &client_metrics,
+                "istio_tcp_connections_opened_total",
+                "PassthroughCluster"
+            ),
+            0.0
+        );
+
+        // 5. A pod without a sidecar is refused under STRICT, and the app
+        //    never sees its request.
+        let v1_hits = v1.hits.load(Ordering::SeqCst);
+        let refused = mesh.block_in(&stranger, async move {
+            Client::new()
+                .try_get(SocketAddr::from((v1_ip, 9080)), "reviews:9080", "/")
+                .await
+        });
+        assert!(
+            refused.is_err(),
+            "plaintext reached a STRICT pod: {refused:?}"
+        );
+        assert_eq!(v1.hits.load(Ordering::SeqCst), v1_hits);
+    }
+    // Everything the harness made is gone, and the machine's own links are
+    // as they were.
+    let left = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap()
+        .stdout;
+    let me = format!("mesh{}x", std::process::id());
+    assert!(
+        !String::from_utf8_lossy(&left).contains(&me),
+        "namespaces left: {}",
+        String::from_utf8_lossy(&left)
+    );
+    assert_eq!(
+        Command::new("ip")
+            .args(["-o", "link"])
+            .output()
+            .unwrap()
+            .stdout,
+        host_links_before
+    );
+    assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+/// `iptables-save -t nat` without its comments and counters.
+fn nat_table(mesh: &Mesh, pod: &Pod) -> String {
+    let out = mesh.exec(pod, &["iptables-save", "-t", "nat"]).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(" [").next().unwrap_or(l).to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn iptables_install_is_idempotent_and_cleanup_restores_the_nat_table() {
+    if skip() {
+        return;
+    }
+    let mut mesh = Mesh::new().unwrap();
+    let pod = mesh.add_pod("rules", 20, &[]).unwrap();
+    // Something of the pod's own, which cleanup must leave alone.
+    let own = mesh
+        .exec(
+            &pod,
+            &[
+                "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "--dport", "25", "-j",
+                "RETURN",
+            ],
+        )
+        .unwrap();
+    assert!(own.status.success());
+    let before = nat_table(&mesh, &pod);
+    let proxy = env!("CARGO_BIN_EXE_mesh-proxy");
+
+    let dry = mesh.exec(&pod, &[proxy, "iptables", "--dry-run"]).unwrap();
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("--to-ports 15001"));
+    assert_eq!(
+        nat_table(&mesh, &pod),
+        before,
+        "--dry-run changed the table"
+    );
+
+    for _ in 0..2 {
+        let out = mesh
+            .exec(
+                &pod,
+                &[
+                    proxy,
+                    "iptables",
+                    "--exclude-inbound-ports",
+                    "22,8443",
+                    "--exclude-outbound-ports",
+                    "5432",
+                ],
+            )
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let installed = nat_table(&mesh, &pod);
+    assert_eq!(
+        installed.matches("-A OUTPUT -p tcp -j MESH_OUTPUT").count(),
+        1,
+        "installing twice must not add the jump twice:\n{installed}"
+    );
+    assert!(installed.contains("-A MESH_INBOUND -p tcp -m tcp --dport 8443 -j RETURN"));
+    assert!(installed.contains("--uid-owner 1337"));
+
+    let out = mesh.exec(&pod, &[proxy, "iptables", "--cleanup"]).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(nat_table(&mesh, &pod), before);
+    // Cleaning up what is not there is harmless too.
+    let out = mesh.exec(&pod, &[proxy, "iptables", "--cleanup"]).unwrap();
+    assert!(out.status.success());
+    assert_eq!(nat_table(&mesh, &pod), before);
+}

@@ -9,26 +9,21 @@
 mod netns;
 mod support;
 
-use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{Request, StatusCode};
+use hyper_util::rt::TokioExecutor;
+use netns::workloads::{App, serve_app, serve_echo, start_sidecar};
 use netns::{Mesh, Pod};
 use support::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-const PROXY_UID: u32 = 1337;
 const REVIEWS_VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 200);
 const ECHO_VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 201);
 const CLIENT_ID: &str = "spiffe://cluster.local/ns/default/sa/client";
@@ -126,182 +121,6 @@ spec:
     )
 }
 
-/// An app: answers 200 with its name (503 while `failing`), and shows the
-/// `x-forwarded-client-cert` it was given.
-#[derive(Clone, Default)]
-struct App {
-    hits: Arc<AtomicUsize>,
-    failing: Arc<AtomicBool>,
-}
-
-async fn serve_app(name: &'static str, app: App, port: u16) {
-    let listener = TcpListener::bind(("0.0.0.0", port)).await.unwrap();
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                app.hits.fetch_add(1, Ordering::SeqCst);
-                let status = if app.failing.load(Ordering::SeqCst) {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::OK
-                };
-                let xfcc = req
-                    .headers()
-                    .get("x-forwarded-client-cert")
-                    .cloned()
-                    .unwrap_or(http::HeaderValue::from_static("none"));
-                async move {
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .status(status)
-                            .header("x-seen-xfcc", xfcc)
-                            .body(Full::new(Bytes::from(name)))
-                            .unwrap(),
-                    )
-                }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
-        });
-    }
-}
-
-async fn serve_echo(port: u16) {
-    let listener = TcpListener::bind(("0.0.0.0", port)).await.unwrap();
-    loop {
-        let Ok((mut tcp, _)) = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(async move {
-            let (mut r, mut w) = tcp.split();
-            let _ = tokio::io::copy(&mut r, &mut w).await;
-        });
-    }
-}
-
-/// A sidecar in a pod: its config, identity and logs in `dir`.
-struct Sidecar {
-    stdout: PathBuf,
-}
-
-impl Sidecar {
-    fn access_log(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.stdout)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// Waits (bounded) until the access log has a line with this request id.
-    fn logged(&self, request_id: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if self
-                .access_log()
-                .iter()
-                .any(|l| l["x_request_id"] == request_id || l["request_id"] == request_id)
-            {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// Makes `dir` and its files readable by the proxy's user.
-fn open_up(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    for entry in walk(dir) {
-        let mode = if entry.is_dir() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![dir.to_owned()];
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// Starts a sidecar in `pod` as the proxy user (so its own connections are
-/// not captured) and installs the capture rules there.
-fn start_sidecar(
-    mesh: &Mesh,
-    pod: &Pod,
-    dir: &Path,
-    ca: &mesh_tls::DevCa,
-    sa: &str,
-    config: &str,
-) -> Sidecar {
-    let home = dir.join(&pod.name);
-    std::fs::create_dir_all(&home).unwrap();
-    let config_file = home.join("mesh.yaml");
-    std::fs::write(&config_file, config).unwrap();
-    let id = mesh_tls::SpiffeId::new("cluster.local", "default", sa).unwrap();
-    ca.issue(&id, Duration::from_secs(3600))
-        .unwrap()
-        .write(home.join("identity"))
-        .unwrap();
-    open_up(dir);
-    let stdout = home.join("stdout.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"));
-    cmd.args(["run", "-c"])
-        .arg(&config_file)
-        .arg("--identity")
-        .arg(home.join("identity"))
-        .args(["--threads", "1"])
-        .uid(PROXY_UID)
-        .gid(PROXY_UID)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(home.join("stderr.log")).unwrap());
-    mesh.spawn(pod, cmd).unwrap();
-    let out = mesh
-        .exec(pod, &[env!("CARGO_BIN_EXE_mesh-proxy"), "iptables"])
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "iptables: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ready = mesh.block_in(pod, async {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let admin = SocketAddr::from(([127, 0, 0, 1], 15000));
-            if let Ok((StatusCode::OK, _)) = Client::new().try_get(admin, "admin", "/ready").await {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    assert!(
-        ready,
-        "sidecar in {} not ready: {}",
-        pod.name,
-        std::fs::read_to_string(home.join("stderr.log")).unwrap_or_default()
-    );
-    Sidecar { stdout }
-}
-
 /// GETs `http://reviews:9080/` the way an app that resolved the name would:
 /// to the VIP, with that Host.
 async fn get_reviews(
@@ -364,6 +183,7 @@ fn pods_talk_through_captured_sidecars() {
         .unwrap()
         .stdout;
     let dir = tempfile::tempdir().unwrap();
+    let proxy = Path::new(env!("CARGO_BIN_EXE_mesh-proxy"));
     let ca = mesh_tls::DevCa::new("cluster.local").unwrap();
     {
         let mut mesh = Mesh::new().unwrap();
@@ -374,6 +194,7 @@ fn pods_talk_through_captured_sidecars() {
         let v1_pod = mesh.add_pod("reviews-v1", 11, &hosts).unwrap();
         let v2_pod = mesh.add_pod("reviews-v2", 12, &hosts).unwrap();
         let stranger = mesh.add_pod("stranger", 13, &hosts).unwrap();
+        let locked = mesh.add_pod("locked", 14, &hosts).unwrap();
 
         let (v1, v2) = (App::default(), App::default());
         let a = v1.clone();
@@ -381,11 +202,43 @@ fn pods_talk_through_captured_sidecars() {
         let a = v2.clone();
         mesh.serve_in(&v2_pod, move || serve_app("reviews-v2", a, 9080));
         mesh.serve_in(&v1_pod, || serve_echo(7000));
+        // Outside the mesh: no sidecar, no ServiceEntry.
+        let outsider = App::default();
+        let a = outsider.clone();
+        mesh.serve_in(&stranger, move || serve_app("outsider", a, 8080));
+        mesh.serve_in(&stranger, || serve_echo(7001));
 
         let config = mesh_config(v1_ip, v2_ip);
-        let client_sidecar = start_sidecar(&mesh, &client_pod, dir.path(), &ca, "client", &config);
-        let v1_sidecar = start_sidecar(&mesh, &v1_pod, dir.path(), &ca, "reviews", &config);
-        let _v2_sidecar = start_sidecar(&mesh, &v2_pod, dir.path(), &ca, "reviews", &config);
+        let client_sidecar = start_sidecar(
+            &mesh,
+            &client_pod,
+            proxy,
+            dir.path(),
+            &ca,
+            "client",
+            &config,
+            &[],
+        );
+        let v1_sidecar = start_sidecar(
+            &mesh,
+            &v1_pod,
+            proxy,
+            dir.path(),
+            &ca,
+            "reviews",
+            &config,
+            &[],
+        );
+        let v2_sidecar = start_sidecar(
+            &mesh,
+            &v2_pod,
+            proxy,
+            dir.path(),
+            &ca,
+            "reviews",
+            &config,
+            &[],
+        );
 
         // 1. An unmodified client (curl, resolving `reviews` through the pod's
         //    /etc/hosts) reaches a reviews pod through both sidecars, over
@@ -424,7 +277,7 @@ fn pods_talk_through_captured_sidecars() {
         let served_by = if text.contains("reviews-v1") {
             &v1_sidecar
         } else {
-            &_v2_sidecar
+            &v2_sidecar
         };
         assert!(
             served_by.logged("pods-curl-1"),
@@ -432,12 +285,7 @@ fn pods_talk_through_captured_sidecars() {
         );
         // One request, one line: the client sidecar's own upstream
         // connection was not captured again.
-        let lines = client_sidecar
-            .access_log()
-            .iter()
-            .filter(|l| l["x_request_id"] == "pods-curl-1" || l["request_id"] == "pods-curl-1")
-            .count();
-        assert_eq!(lines, 1);
+        assert_eq!(client_sidecar.lines_of("pods-curl-1"), 1);
 
         // 2. The 80/20 split across the two reviews pods.
         let (ones, twos) = mesh.block_in(&client_pod, async {
@@ -537,6 +385,53 @@ fn pods_talk_through_captured_sidecars() {
             "plaintext reached a STRICT pod: {refused:?}"
         );
         assert_eq!(v1.hits.load(Ordering::SeqCst), v1_hits);
+
+        // 6. Destinations no service claims: passed through untouched under
+        //    allow-any (HTTP and TCP), refused under registry-only.
+        let outside = SocketAddr::from((stranger.ip, 8080));
+        let outside_echo = SocketAddr::from((stranger.ip, 7001));
+        let (http, echo) = mesh.block_in(&client_pod, async move {
+            let http = Client::new().try_get(outside, "outsider:8080", "/").await;
+            let echo = echo_once(outside_echo).await;
+            (http, echo)
+        });
+        assert_eq!(http, Ok((StatusCode::OK, "outsider".to_owned())));
+        assert_eq!(echo.as_deref(), Some(&b"ping"[..]));
+        assert_eq!(outsider.hits.load(Ordering::SeqCst), 1);
+        let client_metrics = metrics(&mesh, &client_pod);
+        assert!(
+            metric_sum(
+                &client_metrics,
+                "istio_tcp_connections_opened_total",
+                "PassthroughCluster"
+            ) >= 1.0
+        );
+
+        let locked_sidecar = start_sidecar(
+            &mesh,
+            &locked,
+            proxy,
+            dir.path(),
+            &ca,
+            "locked",
+            &config,
+            &["--outbound-policy", "registry-only"],
+        );
+        let (http, echo) = mesh.block_in(&locked, async move {
+            let http = Client::new().try_get(outside, "outsider:8080", "/").await;
+            let echo = echo_once(outside_echo).await;
+            (http, echo)
+        });
+        let (status, body) = http.unwrap();
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert_eq!(echo, None, "registry-only let TCP through");
+        assert_eq!(outsider.hits.load(Ordering::SeqCst), 1);
+        let flags: Vec<_> = locked_sidecar
+            .access_log()
+            .iter()
+            .map(|l| l["response_flags"].clone())
+            .collect();
+        assert_eq!(flags, vec![serde_json::json!("NR")]);
     }
     // Everything the harness made is gone, and the machine's own links are
     // as they were.
@@ -560,6 +455,18 @@ fn pods_talk_through_captured_sidecars() {
         host_links_before
     );
     assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+/// Sends `ping` over TCP and reads the echo (`None`: closed or timed out).
+async fn echo_once(addr: SocketAddr) -> Option<Vec<u8>> {
+    let mut tcp = TcpStream::connect(addr).await.ok()?;
+    tcp.write_all(b"ping").await.ok()?;
+    let mut buf = vec![0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    Some(buf)
 }
 
 /// `iptables-save -t nat` without its comments and counters.

@@ -14,6 +14,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+pub mod workloads;
+
 use std::fmt::Write as _;
 use std::fs::File;
 use std::future::Future;

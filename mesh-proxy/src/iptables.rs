@@ -167,6 +167,22 @@ impl CaptureRules {
     }
 }
 
+/// What [`cleanup`] would run, as shell commands (each may fail harmlessly
+/// when there is nothing to remove).
+pub fn cleanup_script(family: Family) -> String {
+    let tool = family.tool();
+    let mut out = String::new();
+    for (from, to) in JUMPS {
+        let _ = writeln!(out, "{tool} -t nat -D {from} -p tcp -j {to}");
+    }
+    for op in ["-F", "-X"] {
+        for chain in [INBOUND, IN_REDIRECT, OUTPUT, REDIRECT] {
+            let _ = writeln!(out, "{tool} -t nat {op} {chain}");
+        }
+    }
+    out
+}
+
 /// Removes what [`CaptureRules::install`] added (and nothing else); a no-op
 /// when nothing is installed.
 pub fn cleanup(family: Family) -> Result<(), BoxError> {
@@ -288,6 +304,15 @@ mod tests {
         let rules = CaptureRules::default().ruleset(Family::V6);
         assert!(rules.contains("-A MESH_OUTPUT -d ::1/128 -j RETURN"));
         assert!(!rules.contains("127.0.0.1"));
+    }
+
+    #[test]
+    fn the_cleanup_script_touches_only_our_chains_and_jumps() {
+        let script = cleanup_script(Family::V4);
+        for line in script.lines() {
+            assert!(line.contains("MESH_"), "{line}");
+        }
+        assert!(script.contains("iptables -t nat -D OUTPUT -p tcp -j MESH_OUTPUT"));
     }
 
     #[test]

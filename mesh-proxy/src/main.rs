@@ -184,7 +184,7 @@ fn main() -> ExitCode {
             dry_run,
             cleanup,
         } => {
-            use mesh_proxy::iptables::{CaptureRules, Family, cleanup as remove};
+            use mesh_proxy::iptables::{CaptureRules, Family, cleanup as remove, cleanup_script};
             let families: &[Family] = if ipv6 {
                 &[Family::V4, Family::V6]
             } else {
@@ -200,7 +200,13 @@ fn main() -> ExitCode {
                 admin_port,
             };
             let result = match (dry_run, cleanup) {
-                (true, _) => {
+                (true, true) => {
+                    families
+                        .iter()
+                        .for_each(|&f| print!("{}", cleanup_script(f)));
+                    Ok(())
+                }
+                (true, false) => {
                     print!("{}", rules.dry_run(families));
                     Ok(())
                 }

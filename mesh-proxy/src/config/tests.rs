@@ -762,3 +762,57 @@ mod never_panics {
         }
     }
 }
+
+const SIDECAR_HEAD: &str =
+    "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default}\nspec:\n";
+
+#[test]
+fn capture_listeners_bind_where_iptables_sends_and_need_no_endpoint() {
+    let config = ok(&format!(
+        "{SIDECAR_HEAD}  egress:\n  - port: {{number: 15001, name: capture}}\n    captureMode: IPTABLES\n  ingress:\n  - port: {{number: 15006, name: capture}}\n    captureMode: IPTABLES\n  - port: {{number: 9080}}\n    captureMode: NONE\n    defaultEndpoint: 127.0.0.1:8080\n"
+    ));
+    let by_name = |n: &str| config.listeners.iter().find(|l| l.name == n).unwrap();
+    let out = by_name("outbound|capture");
+    assert!(out.capture);
+    // OUTPUT's REDIRECT goes to loopback; PREROUTING's to the pod's address.
+    assert_eq!(out.bind, "127.0.0.1:15001".parse().unwrap());
+    let inb = by_name("inbound|capture");
+    assert!(inb.capture);
+    assert_eq!(inb.bind, "0.0.0.0:15006".parse().unwrap());
+    assert_eq!(inb.default_endpoint, None);
+    assert!(!by_name("inbound|9080").capture);
+}
+
+#[test]
+fn unknown_capture_modes_are_errors() {
+    let errs = errors(&format!(
+        "{SIDECAR_HEAD}  egress:\n  - port: {{number: 15001}}\n    captureMode: TPROXY\n"
+    ));
+    assert_eq!(
+        errs,
+        [
+            "f.yaml:7:18: Sidecar default: spec.egress[0].captureMode: unknown capture mode \"TPROXY\" (DEFAULT, IPTABLES or NONE)"
+        ]
+    );
+}
+
+#[test]
+fn service_entry_addresses_are_ips_or_cidr_blocks() {
+    let head = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: db}\nspec:\n  hosts: [db]\n  ports: [{number: 5432, name: tcp, protocol: TCP}]\n";
+    let config = ok(&format!(
+        "{head}  addresses: [10.99.0.200, 240.240.7.0/24, \"fd00::1\"]\n"
+    ));
+    let blocks = &config.services[0].addresses;
+    assert_eq!(blocks.len(), 3);
+    assert!(blocks[0].contains("10.99.0.200".parse().unwrap()));
+    assert!(!blocks[0].contains("10.99.0.201".parse().unwrap()));
+    assert!(blocks[1].contains("240.240.7.99".parse().unwrap()));
+    assert!(!blocks[1].contains("240.240.8.1".parse().unwrap()));
+    assert!(blocks[2].contains("fd00::1".parse().unwrap()));
+    assert!(!blocks[2].contains("10.99.0.200".parse().unwrap()));
+    let errs = errors(&format!("{head}  addresses: [10.0.0.0/33, reviews]\n"));
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].contains("spec.addresses[0]: not an IP address or CIDR block: \"10.0.0.0/33\"")
+    );
+}

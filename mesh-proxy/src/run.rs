@@ -300,6 +300,14 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
     let Some(config) = loaded.config else {
         return Err("invalid config (errors above)".into());
     };
+    if config.listeners.iter().any(|l| l.capture) && effective_uid() == Some(0) {
+        // `mesh-proxy iptables` tells the proxy's traffic apart by its user:
+        // as root, the proxy's own upstream connections would be captured
+        // again.
+        eprintln!(
+            "mesh-proxy: warning: capture listeners while running as root; run the proxy as the user `mesh-proxy iptables --proxy-uid` excludes (1337 by default)"
+        );
+    }
     let mut identity_task = None;
     let identity = match &options.identity {
         Some(dir) => {
@@ -341,6 +349,13 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
     );
     running.shutdown(options.drain).await;
     Ok(())
+}
+
+/// This process's effective user ID (Linux), from `/proc/self/status`.
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// The inbound mTLS mode: PeerAuthentication's, else Istio's default

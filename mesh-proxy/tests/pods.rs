@@ -185,8 +185,10 @@ fn pods_talk_through_captured_sidecars() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = Path::new(env!("CARGO_BIN_EXE_mesh-proxy"));
     let ca = mesh_tls::DevCa::new("cluster.local").unwrap();
+    let prefix;
     {
         let mut mesh = Mesh::new().unwrap();
+        prefix = mesh.prefix().to_owned();
         let v1_ip = Ipv4Addr::new(10, 99, 0, 11);
         let v2_ip = Ipv4Addr::new(10, 99, 0, 12);
         let hosts = [("reviews", REVIEWS_VIP), ("echo", ECHO_VIP)];
@@ -440,7 +442,7 @@ fn pods_talk_through_captured_sidecars() {
         .output()
         .unwrap()
         .stdout;
-    let me = format!("mesh{}x", std::process::id());
+    let me = format!("{prefix}-");
     assert!(
         !String::from_utf8_lossy(&left).contains(&me),
         "namespaces left: {}",
@@ -549,4 +551,121 @@ fn iptables_install_is_idempotent_and_cleanup_restores_the_nat_table() {
     let out = mesh.exec(&pod, &[proxy, "iptables", "--cleanup"]).unwrap();
     assert!(out.status.success());
     assert_eq!(nat_table(&mesh, &pod), before);
+}
+
+/// Capture over IPv6 too: `iptables --ipv6` rules, an outbound capture
+/// listener on `[::1]`, and an inbound one on `[::]` that also takes IPv4
+/// (its v4-mapped connections find their original destination).
+#[test]
+fn ipv6_and_dual_stack_capture() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Path::new(env!("CARGO_BIN_EXE_mesh-proxy"));
+    let ca = mesh_tls::DevCa::new("cluster.local").unwrap();
+    let mut mesh = Mesh::new().unwrap();
+    let client = mesh.add_pod("client6", 30, &[]).unwrap();
+    let server = mesh.add_pod("server6", 31, &[]).unwrap();
+    let web = App::default();
+    let a = web.clone();
+    mesh.serve_in(&server, move || serve_app("web", a, 9080));
+    mesh.serve_in(&server, || serve_echo(7000));
+    let config = format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: default}}
+spec:
+  egress:
+  - {{port: {{number: 15001, name: capture}}, captureMode: IPTABLES}}
+  - {{port: {{number: 15001, name: capture6}}, bind: "::1", captureMode: IPTABLES}}
+  ingress:
+  - {{port: {{number: 15006, name: capture}}, bind: "::", captureMode: IPTABLES}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default}}
+spec: {{mtls: {{mode: STRICT}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: web}}
+spec:
+  hosts: [web]
+  addresses: ["fd99::200", 10.99.0.202]
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: "{v6}"}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: web4}}
+spec:
+  hosts: [web4]
+  addresses: [10.99.0.203]
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: {v4}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: echo6}}
+spec:
+  hosts: [echo6]
+  addresses: ["fd99::201"]
+  ports: [{{number: 7000, name: tcp, protocol: TCP}}]
+  resolution: STATIC
+  endpoints: [{{address: "{v6}"}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: all}}
+spec: {{host: web, trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: web4}}
+spec: {{host: web4, trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo6}}
+spec: {{host: echo6, trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}}}
+"#,
+        v6 = server.ip6,
+        v4 = server.ip,
+    );
+    let client_sidecar = start_sidecar(
+        &mesh,
+        &client,
+        proxy,
+        dir.path(),
+        &ca,
+        "client",
+        &config,
+        &[],
+    );
+    let server_sidecar = start_sidecar(&mesh, &server, proxy, dir.path(), &ca, "web", &config, &[]);
+
+    let (over_v6, over_v4, echo) = mesh.block_in(&client, async {
+        let c = Client::new();
+        let v6 = c
+            .try_get("[fd99::200]:9080".parse().unwrap(), "web:9080", "/")
+            .await;
+        let v4 = c
+            .try_get("10.99.0.203:9080".parse().unwrap(), "web4:9080", "/")
+            .await;
+        let echo = echo_once("[fd99::201]:7000".parse().unwrap()).await;
+        (v6, v4, echo)
+    });
+    let stderr = format!(
+        "client sidecar:\n{}\nserver sidecar:\n{}",
+        std::fs::read_to_string(&client_sidecar.stderr).unwrap_or_default(),
+        std::fs::read_to_string(&server_sidecar.stderr).unwrap_or_default()
+    );
+    assert_eq!(over_v6, Ok((StatusCode::OK, "web".to_owned())), "{stderr}");
+    // IPv4 to the dual-stack inbound listener.
+    assert_eq!(over_v4, Ok((StatusCode::OK, "web".to_owned())), "{stderr}");
+    assert_eq!(echo.as_deref(), Some(&b"ping"[..]));
+    assert_eq!(web.hits.load(Ordering::SeqCst), 2);
 }

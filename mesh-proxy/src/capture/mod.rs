@@ -59,24 +59,37 @@ impl std::str::FromStr for OutboundPolicy {
 }
 
 /// The original destination of a redirected connection: `SO_ORIGINAL_DST`
-/// (IPv4) or `IP6T_SO_ORIGINAL_DST` (IPv6). Fails on a connection that was
-/// not redirected.
+/// (IPv4) or `IP6T_SO_ORIGINAL_DST` (IPv6). An IPv4 connection accepted on a
+/// dual-stack IPv6 socket (a v4-mapped address) has its destination in the
+/// IPv4 table. Fails on a connection that was not redirected.
 pub(crate) fn original_dst(tcp: &TcpStream) -> io::Result<SocketAddr> {
     let sock = socket2::SockRef::from(tcp);
-    let local = tcp.local_addr()?;
-    let addr = if local.is_ipv4() {
-        sock.original_dst_v4()?
-    } else {
-        sock.original_dst_v6()?
+    let addr = match tcp.local_addr()? {
+        SocketAddr::V4(_) => sock.original_dst_v4()?,
+        SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => sock.original_dst_v4()?,
+        SocketAddr::V6(_) => sock.original_dst_v6()?,
     };
-    addr.as_socket()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP address"))
+    let addr = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP address"))?;
+    Ok(unmap(addr))
+}
+
+/// `::ffff:a.b.c.d` as `a.b.c.d`, so VIP and app lookups see one form.
+fn unmap(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
 }
 
 /// The original destination, unless the connection was made to the listener
 /// itself (not redirected: serving it would loop back into the proxy).
 fn destination(tcp: &TcpStream) -> Option<SocketAddr> {
-    let local = tcp.local_addr().ok()?;
+    let local = unmap(tcp.local_addr().ok()?);
     match original_dst(tcp) {
         Ok(dst) if dst != local => Some(dst),
         Ok(_) => {

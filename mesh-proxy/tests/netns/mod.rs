@@ -25,8 +25,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 
-/// The pods' subnet.
+/// The pods' subnets.
 pub const SUBNET: &str = "10.99.0.0/24";
+/// The pods' IPv6 subnet.
+pub const SUBNET6: &str = "fd99::/64";
 
 /// Whether this process can make namespaces (is root), and `ip` is there.
 pub fn unavailable() -> Option<String> {
@@ -63,6 +65,8 @@ pub struct Pod {
     pub netns: String,
     /// The pod's address.
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address (fd99::<host>).
+    pub ip6: std::net::Ipv6Addr,
 }
 
 /// The pods, their bridge, and what runs in them.
@@ -112,6 +116,11 @@ impl Mesh {
         Ok(mesh)
     }
 
+    /// The prefix of every namespace this mesh makes.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Adds a pod at 10.99.0.`host` whose `/etc/hosts` maps `hosts`' names.
     pub fn add_pod(&mut self, name: &str, host: u8, hosts: &[(&str, Ipv4Addr)]) -> io::Result<Pod> {
         let netns = format!("{}-{name}", self.prefix);
@@ -121,6 +130,8 @@ impl Mesh {
             name: name.to_owned(),
             netns: netns.clone(),
             ip: addr,
+            // The same digits as the IPv4 host part, read as hex: fd99::11.
+            ip6: format!("fd99::{host}").parse().expect("an IPv6 address"),
         };
         self.pods.push(pod.clone());
         let peer = format!("v{host}");
@@ -158,6 +169,9 @@ impl Mesh {
             "dev",
             "eth0",
         ])?;
+        // And fd99::<host>/64; `nodad` makes it usable at once.
+        let v6 = format!("fd99::{host}/64");
+        ip(&["-n", &netns, "addr", "add", &v6, "dev", "eth0", "nodad"])?;
         ip(&["-n", &netns, "link", "set", "eth0", "up"])?;
         ip(&["-n", &netns, "link", "set", "lo", "up"])?;
         let etc = etc_dir(&netns);

@@ -32,9 +32,9 @@ pub struct App {
     pub failing: Arc<AtomicBool>,
 }
 
-/// Serves `app` on 0.0.0.0:`port` of the namespace it runs in.
+/// Serves `app` on [::]:`port` (IPv4 and IPv6) of the namespace it runs in.
 pub async fn serve_app(name: &'static str, app: App, port: u16) {
-    let listener = TcpListener::bind(("0.0.0.0", port)).await.unwrap();
+    let listener = TcpListener::bind(("::", port)).await.unwrap();
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
@@ -70,9 +70,9 @@ pub async fn serve_app(name: &'static str, app: App, port: u16) {
     }
 }
 
-/// A TCP echo server on 0.0.0.0:`port`.
+/// A TCP echo server on [::]:`port` (IPv4 and IPv6).
 pub async fn serve_echo(port: u16) {
-    let listener = TcpListener::bind(("0.0.0.0", port)).await.unwrap();
+    let listener = TcpListener::bind(("::", port)).await.unwrap();
     loop {
         let Ok((mut tcp, _)) = listener.accept().await else {
             continue;
@@ -167,7 +167,7 @@ pub fn start_sidecar(
         .stderr(std::fs::File::create(&sidecar.stderr).unwrap());
     mesh.spawn(pod, cmd).unwrap();
     let out = mesh
-        .exec(pod, &[&proxy.to_string_lossy(), "iptables"])
+        .exec(pod, &[&proxy.to_string_lossy(), "iptables", "--ipv6"])
         .unwrap();
     assert!(
         out.status.success(),

@@ -27,6 +27,7 @@
 //! assert_eq!(error.to_string(), "vs.yaml:10:15: VirtualService reviews: spec.http[0].route[0].weight: must not be negative, got -5");
 //! ```
 
+mod access_log;
 mod admin;
 mod body;
 mod capture;

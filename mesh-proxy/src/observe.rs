@@ -2,7 +2,6 @@
 //! sees, assigns `x-request-id`, and when the response body ends writes the
 //! access-log line and records Istio's request metrics.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -22,6 +21,7 @@ use mesh_core::{BoxError, MeshError, RESPONSE_FLAGS_HEADER, ResponseFlags};
 use pin_project_lite::pin_project;
 use tower::Service;
 
+use crate::access_log::AccessLog;
 use crate::body::{self, Body, Counted};
 use crate::cluster::Upstream;
 use crate::metrics::{LabelKey, Metrics};
@@ -35,8 +35,8 @@ pub(crate) struct ObserveConfig {
     pub(crate) metrics: Arc<Metrics>,
     /// `source` for outbound listeners, `destination` for inbound.
     pub(crate) reporter: &'static str,
-    /// Whether lines go to stdout.
-    pub(crate) access_log: bool,
+    /// Where access-log lines go (`None`: no access log).
+    pub(crate) access_log: Option<Arc<AccessLog>>,
 }
 
 /// Names a request's destination service for metrics, set by the outbound
@@ -276,37 +276,6 @@ fn json_u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
-/// A line buffer kept above this capacity after a long line is given back.
-const LINE_BUFFER_KEEP: usize = 16 * 1024;
-
-thread_local! {
-    /// Each worker thread's access-log line buffer, reused line after line.
-    static LINE_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Writes `line` and a newline to stdout with one write.
-fn write_line(line: &Line<'_>) {
-    let write = |buf: &mut Vec<u8>| {
-        buf.clear();
-        line.write_json(buf);
-        buf.push(b'\n');
-        let _ = std::io::stdout().lock().write_all(buf);
-    };
-    let reused = LINE_BUFFER.try_with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            write(&mut buf);
-            if buf.capacity() > LINE_BUFFER_KEEP {
-                *buf = Vec::new();
-            }
-            true
-        }
-        Err(_) => false,
-    });
-    if reused != Ok(true) {
-        write(&mut Vec::new());
-    }
-}
-
 impl Entry {
     fn finish(mut self) {
         let duration = self.start.elapsed();
@@ -324,8 +293,8 @@ impl Entry {
         self.config
             .metrics
             .record_key(&key, duration.as_secs_f64() * 1000.0, bytes_in, bytes_out);
-        if self.config.access_log {
-            write_line(&Line {
+        if let Some(log) = &self.config.access_log {
+            let line = Line {
                 start_time: self.start_time,
                 method: self.method.as_str(),
                 path: self.path.as_ref().map_or("/", PathAndQuery::as_str),
@@ -340,7 +309,8 @@ impl Entry {
                 bytes_received: bytes_in,
                 bytes_sent: bytes_out,
                 request_id: self.request_id.to_str().unwrap_or_default(),
-            });
+            };
+            log.append(|buf| line.write_json(buf));
         }
     }
 }

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
+use crate::access_log::AccessLog;
 use crate::body::{self, Body};
 use crate::capture::{self, Capture, OriginalDst, OutboundPolicy};
 use crate::config::Config;
@@ -88,6 +89,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     serving: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl Running {
@@ -117,6 +119,9 @@ impl Running {
         }
         for task in self.background {
             task.abort();
+        }
+        if let Some(log) = &self.access_log {
+            log.flush();
         }
     }
 }
@@ -177,11 +182,13 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
     let proxy = Proxy::new(config, identity.clone(), resolver)?;
     let (shutdown_tx, shutdown) = watch::channel(false);
 
+    let access_log = access_log.then(AccessLog::new);
     let admin_listener = TcpListener::bind(admin)
         .await
         .map_err(|e| format!("cannot bind the admin address {admin}: {e}"))?;
     let admin_addr = admin_listener.local_addr()?;
     let mut background = vec![tokio::spawn(admin::serve(admin_listener, proxy.clone()))];
+    background.extend(access_log.as_ref().map(AccessLog::spawn_flusher));
 
     let acceptor = match (&identity, mode) {
         (Some(store), Some(mode)) => Some(MtlsAcceptor::new(store, mode)?),
@@ -208,7 +215,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                 let observe = Arc::new(ObserveConfig {
                     metrics: proxy.metrics_handle(),
                     reporter: "source",
-                    access_log,
+                    access_log: access_log.clone(),
                 });
                 let outbound = Outbound::new(proxy.clone(), outbound_policy);
                 serving.push(tokio::spawn(capture::serve_outbound(
@@ -222,7 +229,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                 let observe = Arc::new(ObserveConfig {
                     metrics: proxy.metrics_handle(),
                     reporter: "destination",
-                    access_log,
+                    access_log: access_log.clone(),
                 });
                 let inbound = inbound_service(None, own_id.clone(), authz.clone());
                 serving.push(tokio::spawn(capture::serve_inbound(
@@ -237,7 +244,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                 let observe = Arc::new(ObserveConfig {
                     metrics: proxy.metrics_handle(),
                     reporter: "source",
-                    access_log,
+                    access_log: access_log.clone(),
                 });
                 let outbound = Outbound::new(proxy.clone(), OutboundPolicy::RegistryOnly);
                 serving.push(tokio::spawn(server::serve(
@@ -260,7 +267,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                 let observe = Arc::new(ObserveConfig {
                     metrics: proxy.metrics_handle(),
                     reporter: "destination",
-                    access_log,
+                    access_log: access_log.clone(),
                 });
                 let inbound = inbound_service(Some(app), own_id.clone(), authz.clone());
                 serving.push(tokio::spawn(server::serve(
@@ -287,6 +294,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
         shutdown: shutdown_tx,
         serving,
         background,
+        access_log,
     })
 }
 

@@ -429,7 +429,7 @@ fn pods_talk_through_captured_sidecars() {
         assert_eq!(echo, None, "registry-only let TCP through");
         assert_eq!(outsider.hits.load(Ordering::SeqCst), 1);
         let flags: Vec<_> = locked_sidecar
-            .access_log()
+            .access_log_n(1)
             .iter()
             .map(|l| l["response_flags"].clone())
             .collect();

@@ -102,6 +102,19 @@ impl Sidecar {
             .collect()
     }
 
+    /// The access log once it has at least `n` lines (bounded wait: lines
+    /// are written in batches).
+    pub fn access_log_n(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.access_log();
+            if log.len() >= n || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The access log lines of one request id.
     pub fn lines_of(&self, request_id: &str) -> usize {
         self.access_log()

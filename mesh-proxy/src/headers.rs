@@ -1,10 +1,13 @@
-//! Hop-by-hop headers: they describe one connection and are not forwarded.
+//! Hop-by-hop headers: they describe one connection and are not forwarded;
+//! and the one request-header rule checked here rather than in the framing
+//! guard: a single `Host`.
 
-use http::HeaderMap;
+use http::header::HeaderValue;
 use http::header::{
-    CONNECTION, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    CONNECTION, HOST, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
+use http::{HeaderMap, Response, StatusCode};
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -21,6 +24,32 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     PROXY_AUTHORIZATION,
     TE,
 ];
+
+/// Whether a request has more than one `Host` field, which RFC 9112 §3.2
+/// requires a server to answer with 400: two hosts let the proxy route by one
+/// while the upstream reads the other.
+pub(crate) fn duplicate_host(headers: &HeaderMap) -> bool {
+    let mut hosts = headers.get_all(HOST).iter();
+    hosts.next().is_some() && hosts.next().is_some()
+}
+
+/// The answer to a request the proxy will not forward for how it is written:
+/// 400, flag `DPE` (Envoy's downstream protocol error).
+pub(crate) fn downstream_protocol_error(why: &'static str) -> Response<crate::body::Body> {
+    let mut res = Response::new(crate::body::full(why));
+    *res.status_mut() = StatusCode::BAD_REQUEST;
+    res.headers_mut().insert(
+        mesh_core::RESPONSE_FLAGS_HEADER,
+        HeaderValue::from_static("DPE"),
+    );
+    // As after any framing error, the connection is not trusted further.
+    res.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    res.extensions_mut().insert(mesh_core::ResponseFlags::from(
+        mesh_core::ResponseFlag::DownstreamProtocolError,
+    ));
+    res
+}
 
 /// Removes the hop-by-hop headers of RFC 9110 §7.6.1 and every header named
 /// in `Connection`. `TE: trailers` is kept (gRPC needs it end to end).

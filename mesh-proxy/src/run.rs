@@ -462,7 +462,13 @@ fn inbound_service(
                 .get::<OriginalDst>()
                 .map(|d| capture::app_address(d.0))
         });
+        let duplicate_host = headers::duplicate_host(req.headers());
         async move {
+            if duplicate_host {
+                return Ok(headers::downstream_protocol_error(
+                    "more than one Host header\n",
+                ));
+            }
             let app = app.ok_or("an inbound request without an app address")?;
             headers::strip_hop_by_hop(req.headers_mut());
             *req.version_mut() = http::Version::HTTP_11;

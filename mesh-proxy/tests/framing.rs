@@ -272,3 +272,13 @@ async fn http2_prior_knowledge_still_works() {
     }
     assert_eq!(backend.hits(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_host_headers_are_400_dpe_and_close() {
+    // The proxy would route by one Host while the upstream read the other.
+    assert_refused(
+        b"GET / HTTP/1.1\r\nHost: web\r\nHost: admin.internal\r\n\r\n",
+        400,
+    )
+    .await;
+}

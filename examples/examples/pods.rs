@@ -22,24 +22,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use netns::Mesh;
-use netns::workloads::{App, serve_app, start_sidecar};
+use netns::workloads::{App, capture_sidecar, serve_app, start_sidecar};
 
 const REVIEWS_VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 200);
 
 fn config(reviews: Ipv4Addr) -> String {
     format!(
-        r#"apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: default}}
-spec:
-  egress: [{{port: {{number: 15001, name: capture}}, captureMode: IPTABLES}}]
-  ingress: [{{port: {{number: 15006, name: capture}}, captureMode: IPTABLES}}]
----
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {{name: default}}
-spec: {{mtls: {{mode: STRICT}}}}
----
+        r#"{head}---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {{name: reviews}}
@@ -54,7 +43,8 @@ apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {{name: reviews}}
 spec: {{host: reviews, trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}}}
-"#
+"#,
+        head = capture_sidecar(false),
     )
 }
 

@@ -55,26 +55,39 @@ pub(crate) async fn serve<M, S>(
         let make = make.clone();
         let tls = tls.clone();
         async move {
-            let (stream, info) = match tls {
-                None => (
-                    InboundStream::Plain(tcp),
-                    PeerInfo {
-                        addr: Some(peer),
-                        ..PeerInfo::default()
-                    },
-                ),
-                Some(acceptor) => match acceptor.accept(tcp).await {
-                    Ok(accepted) => (accepted.stream, accepted.peer),
-                    Err(e) => {
-                        tracing::info!(peer = %peer, error = %e, "inbound connection refused");
-                        return;
-                    }
-                },
+            let Some((stream, info)) = handshake(tls.as_ref(), tcp, peer).await else {
+                return;
             };
             serve_http(stream, make(info), watcher, max_header_bytes, peer).await;
         }
     })
     .await;
+}
+
+/// The PeerAuthentication handshake of an accepted connection (`None`:
+/// plaintext, no identity): the stream to serve and what is known of the
+/// peer, or `None` when the handshake refused it (logged).
+pub(crate) async fn handshake(
+    tls: Option<&MtlsAcceptor>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(InboundStream, PeerInfo)> {
+    match tls {
+        None => Some((
+            InboundStream::Plain(tcp),
+            PeerInfo {
+                addr: Some(peer),
+                ..PeerInfo::default()
+            },
+        )),
+        Some(acceptor) => match acceptor.accept(tcp).await {
+            Ok(accepted) => Some((accepted.stream, accepted.peer)),
+            Err(e) => {
+                tracing::info!(peer = %peer, error = %e, "inbound connection refused");
+                None
+            }
+        },
+    }
 }
 
 /// Makes the HTTP service of one captured connection from its peer and

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use hyper_util::rt::TokioExecutor;
-use netns::workloads::{App, serve_app, serve_echo, start_sidecar};
+use netns::workloads::{App, capture_sidecar, serve_app, serve_echo, start_sidecar};
 use netns::{Mesh, Pod};
 use support::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,22 +42,7 @@ fn skip() -> bool {
 /// services by their virtual IPs, and the policies.
 fn mesh_config(v1: Ipv4Addr, v2: Ipv4Addr) -> String {
     format!(
-        r#"apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: default}}
-spec:
-  egress:
-  - port: {{number: 15001, name: capture}}
-    captureMode: IPTABLES
-  ingress:
-  - port: {{number: 15006, name: capture}}
-    captureMode: IPTABLES
----
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {{name: default}}
-spec: {{mtls: {{mode: STRICT}}}}
----
+        r#"{head}---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {{name: reviews}}
@@ -117,7 +102,8 @@ spec:
   - route:
     - destination: {{host: reviews}}
     retries: {{attempts: 3, retryOn: 5xx}}
-"#
+"#,
+        head = capture_sidecar(false),
     )
 }
 
@@ -572,21 +558,7 @@ fn ipv6_and_dual_stack_capture() {
     mesh.serve_in(&server, move || serve_app("web", a, 9080));
     mesh.serve_in(&server, || serve_echo(7000));
     let config = format!(
-        r#"apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: default}}
-spec:
-  egress:
-  - {{port: {{number: 15001, name: capture}}, captureMode: IPTABLES}}
-  - {{port: {{number: 15001, name: capture6}}, bind: "::1", captureMode: IPTABLES}}
-  ingress:
-  - {{port: {{number: 15006, name: capture}}, bind: "::", captureMode: IPTABLES}}
----
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {{name: default}}
-spec: {{mtls: {{mode: STRICT}}}}
----
+        r#"{head}---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {{name: web}}
@@ -632,6 +604,7 @@ kind: DestinationRule
 metadata: {{name: echo6}}
 spec: {{host: echo6, trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}}}
 "#,
+        head = capture_sidecar(true),
         v6 = server.ip6,
         v4 = server.ip,
     );

@@ -21,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_tls::{InboundStream, MtlsAcceptor, PeerInfo};
+use mesh_tls::{MtlsAcceptor, PeerInfo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -200,21 +200,8 @@ pub(crate) async fn serve_inbound(
             let Some(dst) = destination(&tcp) else {
                 return;
             };
-            let (stream, info) = match tls {
-                None => (
-                    InboundStream::Plain(tcp),
-                    PeerInfo {
-                        addr: Some(peer),
-                        ..PeerInfo::default()
-                    },
-                ),
-                Some(acceptor) => match acceptor.accept(tcp).await {
-                    Ok(accepted) => (accepted.stream, accepted.peer),
-                    Err(e) => {
-                        tracing::info!(%peer, error = %e, "inbound connection refused");
-                        return;
-                    }
-                },
+            let Some((stream, info)) = server::handshake(tls.as_ref(), tcp, peer).await else {
+                return;
             };
             let mtls = info.is_mtls();
             let (sniffed, stream) = match sniff::sniff(stream, DETECTION_TIMEOUT).await {

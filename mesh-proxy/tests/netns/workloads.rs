@@ -84,6 +84,23 @@ pub async fn serve_echo(port: u16) {
     }
 }
 
+/// The `Sidecar` of a pod whose traffic is captured (outbound on
+/// 127.0.0.1:15001, and with `dual_stack` also [::1]:15001; inbound on
+/// 15006, all addresses) and its STRICT `PeerAuthentication`, as YAML.
+pub fn capture_sidecar(dual_stack: bool) -> String {
+    let (egress6, ingress_bind) = if dual_stack {
+        (
+            "  - {port: {number: 15001, name: capture6}, bind: \"::1\", captureMode: IPTABLES}\n",
+            ", bind: \"::\"",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default}}\nspec:\n  egress:\n  - {{port: {{number: 15001, name: capture}}, captureMode: IPTABLES}}\n{egress6}  ingress:\n  - {{port: {{number: 15006, name: capture}}{ingress_bind}, captureMode: IPTABLES}}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: default}}\nspec: {{mtls: {{mode: STRICT}}}}\n"
+    )
+}
+
 /// A running sidecar's files.
 pub struct Sidecar {
     /// Its stdout: the access log, one JSON object per line.

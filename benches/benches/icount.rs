@@ -1,0 +1,220 @@
+//! Instruction counts per request, for callgrind: runs one case of the retry
+//! bench `N` times, with no criterion around it. Run it twice under
+//! `valgrind --tool=callgrind` with two `N`s; the difference of the totals
+//! over the difference of the `N`s is the cost of one request, with start-up
+//! and set-up cancelled out (see README.md, "Instruction counts").
+//!
+//! ```sh
+//! cargo bench -p benches --bench icount --no-run
+//! valgrind --tool=callgrind target/release/deps/icount-* mesh_retry 20000
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may panic on its own setup
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{Empty, Full};
+use mesh_retry::{RetryBody, RetryLayer, RetryPolicy};
+use tower::{Layer, Service, service_fn};
+
+/// tower's retry policy for HTTP, as in the retry bench.
+#[derive(Clone)]
+struct Attempts(usize);
+
+impl<B: Clone, E> tower::retry::Policy<Request<B>, Response<()>, E> for Attempts {
+    type Future = Ready<()>;
+
+    fn retry(
+        &mut self,
+        _: &mut Request<B>,
+        result: &mut Result<Response<()>, E>,
+    ) -> Option<Self::Future> {
+        match result {
+            Ok(res) if !res.status().is_server_error() => None,
+            _ if self.0 > 0 => {
+                self.0 -= 1;
+                Some(ready(()))
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &Request<B>) -> Option<Request<B>> {
+        Some(req.clone())
+    }
+}
+
+fn request<B>(body: B) -> Request<B> {
+    Request::get("http://reviews.default.svc.cluster.local/v1/reviews/7")
+        .header("host", "reviews.default.svc.cluster.local")
+        .header("user-agent", "bench/1.0")
+        .header("accept", "application/json")
+        .header("x-request-id", "4f5e6a1c-0d2b-4b8e-9d6a-1f0e2c3b4a59")
+        .body(body)
+        .unwrap()
+}
+
+fn ok<Req>(_: Req) -> Ready<Result<Response<()>, Infallible>> {
+    ready(Ok(Response::new(())))
+}
+
+/// As the retry bench drives a request: ready, call, one poll in place.
+fn drive<S, Req>(svc: &mut S, req: Req)
+where
+    S: Service<Req>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(r) => r.unwrap(),
+        Poll::Pending => panic!("not ready"),
+    }
+    let mut future = pin!(svc.call(req));
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(res) => drop(black_box(res.unwrap())),
+        Poll::Pending => panic!("not answered at once"),
+    }
+}
+
+fn run<S, B>(n: usize, mut svc: S, body: impl Fn() -> B)
+where
+    S: Service<Request<B>>,
+    S::Error: std::fmt::Debug,
+{
+    for _ in 0..n {
+        drive(&mut svc, request(body()));
+    }
+}
+
+fn like_tower(p: RetryPolicy) -> RetryPolicy {
+    RetryPolicy {
+        attempt_count_header: false,
+        deadline_header: None,
+        ..p
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let case = args.next().unwrap_or_else(|| "bare".into());
+    let n: usize = args.next().map_or(10_000, |s| s.parse().unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let policy = RetryPolicy::new(2, "5xx".parse().unwrap());
+    let timeouts = RetryPolicy {
+        timeout: Some(Duration::from_secs(15)),
+        per_try_timeout: Some(Duration::from_secs(5)),
+        ..policy.clone()
+    };
+    let timeout_only = RetryPolicy {
+        timeout: Some(Duration::from_secs(15)),
+        ..RetryPolicy::disabled()
+    };
+    let data = Bytes::from(vec![7u8; 1024]);
+    let empty = Empty::<Bytes>::new;
+    let full = || Full::new(data.clone());
+    match case.as_str() {
+        "sizes" => {
+            type Inner = tower::util::ServiceFn<
+                fn(Request<RetryBody<Empty<Bytes>>>) -> Ready<Result<Response<()>, Infallible>>,
+            >;
+            type TInner = tower::util::ServiceFn<
+                fn(Request<Empty<Bytes>>) -> Ready<Result<Response<()>, Infallible>>,
+            >;
+            println!("sleep {}", std::mem::size_of::<tokio::time::Sleep>());
+            println!("parts {}", std::mem::size_of::<http::request::Parts>());
+            println!("request {}", std::mem::size_of::<Request<Empty<Bytes>>>());
+            println!("response {}", std::mem::size_of::<Response<()>>());
+            println!(
+                "mesh fut {}",
+                std::mem::size_of::<
+                    <mesh_retry::Retry<Inner> as Service<Request<Empty<Bytes>>>>::Future,
+                >()
+            );
+            println!("tower retry fut {}", std::mem::size_of::<<tower::retry::Retry<Attempts, TInner> as Service<Request<Empty<Bytes>>>>::Future>());
+            println!(
+                "tower timeout fut {}",
+                std::mem::size_of::<
+                    <tower::timeout::Timeout<TInner> as Service<Request<Empty<Bytes>>>>::Future,
+                >()
+            );
+        }
+        "bare" => run(n, service_fn(ok::<Request<Empty<Bytes>>>), empty),
+        "tower_retry" => run(
+            n,
+            tower::retry::RetryLayer::new(Attempts(2)).layer(service_fn(ok)),
+            empty,
+        ),
+        "mesh_retry" => run(
+            n,
+            RetryLayer::new(policy).layer(service_fn(ok::<Request<RetryBody<_>>>)),
+            empty,
+        ),
+        "mesh_retry_like_tower" => run(
+            n,
+            RetryLayer::new(like_tower(policy)).layer(service_fn(ok::<Request<RetryBody<_>>>)),
+            empty,
+        ),
+        "tower_retry_post" => run(
+            n,
+            tower::retry::RetryLayer::new(Attempts(2)).layer(service_fn(ok)),
+            full,
+        ),
+        "mesh_retry_post" => run(
+            n,
+            RetryLayer::new(policy).layer(service_fn(ok::<Request<RetryBody<_>>>)),
+            full,
+        ),
+        "mesh_retry_post_like_tower" => run(
+            n,
+            RetryLayer::new(like_tower(policy)).layer(service_fn(ok::<Request<RetryBody<_>>>)),
+            full,
+        ),
+        "tower_timeout" => run(
+            n,
+            tower::timeout::TimeoutLayer::new(Duration::from_secs(15)).layer(service_fn(ok)),
+            empty,
+        ),
+        "mesh_timeout" => run(
+            n,
+            RetryLayer::new(timeout_only).layer(service_fn(ok::<Request<RetryBody<_>>>)),
+            empty,
+        ),
+        "mesh_timeout_like_tower" => run(
+            n,
+            RetryLayer::new(like_tower(timeout_only))
+                .layer(service_fn(ok::<Request<RetryBody<_>>>)),
+            empty,
+        ),
+        "tower_timeout_retry_timeout" => run(
+            n,
+            tower::ServiceBuilder::new()
+                .timeout(Duration::from_secs(15))
+                .layer(tower::retry::RetryLayer::new(Attempts(2)))
+                .timeout(Duration::from_secs(5))
+                .service(service_fn(ok)),
+            empty,
+        ),
+        "mesh_retry_with_timeouts" => run(
+            n,
+            RetryLayer::new(timeouts).layer(service_fn(ok::<Request<RetryBody<_>>>)),
+            empty,
+        ),
+        "mesh_retry_with_timeouts_like_tower" => run(
+            n,
+            RetryLayer::new(like_tower(timeouts)).layer(service_fn(ok::<Request<RetryBody<_>>>)),
+            empty,
+        ),
+        other => panic!("unknown case {other}"),
+    }
+}

@@ -29,13 +29,14 @@ pub const ATTEMPT_COUNT_HEADER: HeaderName = HeaderName::from_static("x-envoy-at
 pin_project! {
     /// The response future of [`Retry`](super::Retry).
     ///
-    /// The first attempt and the overall deadline are pinned in place, and
-    /// what a retry needs (the inner service, the request head, the body
-    /// source) is kept only when the policy can retry: the success path
-    /// allocates nothing here. What only retries and hedges use (the phase,
-    /// the hedged attempt, the backoff or hedge timer, the result held
-    /// during a backoff, the granted slot) is one box made when a retry or
-    /// hedge is first needed, so the common case carries one pointer for it.
+    /// The first attempt and the overall deadline are pinned in place. What a
+    /// retry needs (the inner service, the request head, the body source) is
+    /// one box, made only when the policy can retry: it keeps the future
+    /// small (every layer above moves it) for one allocation beside the head
+    /// copy a retry needs anyway. What only retries and hedges use (the
+    /// phase, the hedged attempt, the backoff or hedge timer, the result held
+    /// during a backoff, the granted slot) is another box, made when a retry
+    /// or hedge is first needed.
     pub struct ResponseFuture<S, B, RB, C>
     where
         S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
@@ -54,7 +55,7 @@ where
     S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
 {
     handle: Handle<C>,
-    retry: Option<RetryState<S, B>>,
+    retry: Option<Box<RetryState<S, B>>>,
     /// Retries and hedges under way; `None` until the first is needed.
     cold: Option<Box<Cold<S::Future, RB>>>,
     /// The effective overall timeout, for its error.
@@ -138,10 +139,10 @@ where
         now: Option<Instant>,
         timeout: Option<Duration>,
         slot: Option<EndpointSlot>,
-        retry: Option<RetryState<S, B>>,
+        retry: Option<Box<RetryState<S, B>>>,
     ) -> Self {
         let per_try = handle.shared.policy.per_try_timeout;
-        let cold = hedge_delay(&handle, retry.as_ref()).map(|d| {
+        let cold = hedge_delay(&handle, retry.as_deref()).map(|d| {
             Box::new(Cold {
                 timer: Some(Box::pin(sleep(d))),
                 hedge_armed: true,
@@ -165,6 +166,7 @@ where
 }
 
 /// The hedge delay, when a hedge could be made.
+#[inline]
 fn hedge_delay<C, S, B>(handle: &Handle<C>, retry: Option<&RetryState<S, B>>) -> Option<Duration> {
     let delay = handle.shared.policy.hedge_delay?;
     let state = retry?;
@@ -426,7 +428,7 @@ where
     /// Sets the hedge timer for the attempt just started, if a hedge could be
     /// made.
     fn arm_hedge(&mut self) {
-        match hedge_delay(&self.handle, self.retry.as_ref()) {
+        match hedge_delay(&self.handle, self.retry.as_deref()) {
             Some(delay) => {
                 let cold = self.cold_mut();
                 cold.timer = Some(Box::pin(sleep(delay)));

@@ -138,7 +138,7 @@ where
                 retries_left: policy.attempts,
                 tried: None,
             };
-            (first_body, Some(state))
+            (first_body, Some(Box::new(state)))
         } else {
             // The only attempt: no `Attempt` extension (its absence reads as
             // the first attempt, `Attempt::default()`), which spares http's

@@ -8,6 +8,13 @@
 //! cargo bench -p benches --bench icount --no-run
 //! valgrind --tool=callgrind target/release/deps/icount-* mesh_retry 20000
 //! ```
+//!
+//! Cases: the rows of the retry bench (`bare`, `tower_retry`, `mesh_retry`,
+//! `mesh_retry_like_tower`, `*_post*`, `tower_timeout`, `mesh_timeout*`,
+//! `tower_timeout_retry_timeout`, `mesh_retry_with_timeouts*`) and of the
+//! stack bench (`stack_mesh`, `stack_tower`, `router`, `steer`); `sizes`
+//! prints the futures' sizes. With `ICOUNT_CLIENT_ADDR` set, each request
+//! carries a `ClientAddr` extension, as mesh-proxy's do.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may panic on its own setup
 
@@ -109,6 +116,9 @@ fn like_tower(p: RetryPolicy) -> RetryPolicy {
     }
 }
 
+#[path = "support/stacks.rs"]
+mod stacks;
+
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let case = args.next().unwrap_or_else(|| "bare".into());
@@ -150,6 +160,11 @@ fn main() {
                 >()
             );
             println!("tower retry fut {}", std::mem::size_of::<<tower::retry::Retry<Attempts, TInner> as Service<Request<Empty<Bytes>>>>::Future>());
+            fn fut<S: Service<R>, R>(_: &S) -> usize {
+                std::mem::size_of::<S::Future>()
+            }
+            println!("mesh stack fut {}", fut(&stacks::mesh_stack()));
+            println!("tower stack fut {}", fut(&stacks::tower_stack()));
             println!(
                 "tower timeout fut {}",
                 std::mem::size_of::<
@@ -223,6 +238,21 @@ fn main() {
             RetryLayer::new(like_tower(timeouts)).layer(service_fn(ok::<Request<RetryBody<_>>>)),
             empty,
         ),
+        "stack_mesh" => run(n, stacks::mesh_stack(), empty),
+        "stack_tower" => run(n, stacks::tower_stack(), empty),
+        "router" => run(
+            n,
+            mesh_route::Router::builder(stacks::routes())
+                .build(|_| Ok(service_fn(stacks::noop)))
+                .unwrap(),
+            empty,
+        ),
+        "steer" => {
+            let endpoint = service_fn(stacks::noop::<Request<Empty<Bytes>>>);
+            let steer =
+                tower::steer::Steer::new(vec![endpoint, endpoint, endpoint], stacks::steer_pick);
+            run(n, steer, empty)
+        }
         other => panic!("unknown case {other}"),
     }
 }

@@ -240,6 +240,15 @@ fn main() {
         ),
         "stack_mesh" => run(n, stacks::mesh_stack(), empty),
         "stack_tower" => run(n, stacks::tower_stack(), empty),
+        // The stack less its top layers, for each layer's share of it.
+        "stack_balance" => run(n, stacks::mesh_cluster(false, false), empty),
+        "stack_balance_gates" => run(n, stacks::mesh_cluster(false, true), empty),
+        "stack_cluster" => run(n, stacks::mesh_cluster(true, true), empty),
+        "stack_retry_cluster" => run(
+            n,
+            stacks::mesh_retry().layer(stacks::mesh_cluster(true, true)),
+            empty,
+        ),
         "router" => run(
             n,
             mesh_route::Router::builder(stacks::routes())

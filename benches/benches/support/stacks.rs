@@ -163,10 +163,62 @@ where
     }
 }
 
+/// Our cluster: pool limits → cluster health → balancer (least request) →
+/// outlier gate per endpoint → no-op endpoint; `pool` and `gates` leave out
+/// those layers (for the per-layer breakdown of the instruction counts).
+pub(crate) fn mesh_cluster<B>(
+    pool: bool,
+    gates: bool,
+) -> impl Service<Request<B>, Response = Response<Body>, Error = BoxError, Future: Send> + Clone + Send
+where
+    B: Send + 'static,
+{
+    let detector = OutlierDetector::without_timer(OutlierDetection::default());
+    let gate_detector = detector.clone();
+    let discover = StaticEndpoints::new((0..ENDPOINTS).map(|i| Endpoint::new(addr(i))))
+        .with_services(move |ep: &Endpoint| {
+            let endpoint = service_fn(noop::<Request<B>>);
+            if gates {
+                let gate = gate_detector.gate(ep.addr(), endpoint);
+                tower::util::Either::Left(tower::ServiceExt::map_response(gate, plain))
+            } else {
+                tower::util::Either::Right(endpoint)
+            }
+        });
+    let balance = Balance::new(discover, LoadBalancer::least_request()).unwrap();
+    let limits = pool.then(|| {
+        tower::layer::layer_fn(|inner| {
+            ServiceBuilder::new()
+                .layer(ConnectionPoolLayer::new(PoolLimits::envoy()))
+                .layer(detector.cluster_layer())
+                .service(inner)
+        })
+    });
+    ServiceBuilder::new()
+        .option_layer(limits)
+        .map_err(Into::<BoxError>::into)
+        .service(Shared::new(balance))
+}
+
+/// Our retry policy in the stack: Istio's `retries: {attempts: 2,
+/// perTryTimeout: 5s, retryOn: 5xx}` and `timeout: 15s`.
+pub(crate) fn mesh_retry() -> RetryLayer {
+    let retries = IstioRetries {
+        attempts: Some(2),
+        per_try_timeout: Some(Duration::from_secs(5)),
+        retry_on: Some("5xx".into()),
+        ..Default::default()
+    };
+    let policy = RetryPolicy::from_istio(Some(&retries), Some(Duration::from_secs(15))).unwrap();
+    RetryLayer::new(policy)
+}
+
 /// Our stack: route → retry (with timeouts) → pool limits → cluster health
 /// → balancer → outlier gate → no-op endpoint.
 pub(crate) fn mesh_stack()
 -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError> {
+    // Built out here rather than by `mesh_cluster`, whose optional layers
+    // would add their `Either`s to this row.
     let detector = OutlierDetector::without_timer(OutlierDetection::default());
     let gates = detector.clone();
     let discover = StaticEndpoints::new((0..ENDPOINTS).map(|i| Endpoint::new(addr(i))))
@@ -178,14 +230,7 @@ pub(crate) fn mesh_stack()
         .layer(ConnectionPoolLayer::new(PoolLimits::envoy()))
         .layer(detector.cluster_layer())
         .service(Shared::new(balance));
-    let retries = IstioRetries {
-        attempts: Some(2),
-        per_try_timeout: Some(Duration::from_secs(5)),
-        retry_on: Some("5xx".into()),
-        ..Default::default()
-    };
-    let policy = RetryPolicy::from_istio(Some(&retries), Some(Duration::from_secs(15))).unwrap();
-    let retry = RetryLayer::new(policy);
+    let retry = mesh_retry();
     Router::builder(routes())
         .build(|_| Ok(retry.layer(cluster.clone())))
         .unwrap()

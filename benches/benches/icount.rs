@@ -238,6 +238,53 @@ fn main() {
             RetryLayer::new(like_tower(timeouts)).layer(service_fn(ok::<Request<RetryBody<_>>>)),
             empty,
         ),
+        // One layer over the no-op endpoint, for the per-layer table.
+        "pool" => run(
+            n,
+            mesh_breaker::pool::ConnectionPoolLayer::new(mesh_breaker::pool::PoolLimits::envoy())
+                .layer(service_fn(stacks::noop)),
+            empty,
+        ),
+        "concurrency_limit" => run(
+            n,
+            tower::limit::ConcurrencyLimitLayer::new(1024).layer(service_fn(stacks::noop)),
+            empty,
+        ),
+        "outlier_gate" => {
+            let detector = mesh_breaker::outlier::OutlierDetector::without_timer(
+                mesh_breaker::outlier::OutlierDetection::default(),
+            );
+            run(
+                n,
+                detector.gate(stacks::addr(0), service_fn(stacks::noop)),
+                empty,
+            )
+        }
+        "least_request" => {
+            let discover = mesh_core::discover::StaticEndpoints::new(
+                (0..10).map(|i| mesh_core::Endpoint::new(stacks::addr(i))),
+            );
+            let discover = mesh_core::discover::DiscoverExt::with_services(
+                discover,
+                |_: &mesh_core::Endpoint| service_fn(stacks::noop),
+            );
+            let lb =
+                mesh_lb::Balance::new(discover, mesh_lb::LoadBalancer::least_request()).unwrap();
+            run(n, lb, empty)
+        }
+        "p2c" => {
+            let endpoints: Vec<_> = (0..10)
+                .map(|_| {
+                    tower::load::PendingRequests::new(
+                        service_fn(stacks::noop::<Request<Empty<Bytes>>>),
+                        tower::load::CompleteOnResponse::default(),
+                    )
+                })
+                .collect();
+            let p2c =
+                tower::balance::p2c::Balance::new(tower::discover::ServiceList::new(endpoints));
+            run(n, p2c, empty)
+        }
         "stack_mesh" => run(n, stacks::mesh_stack(), empty),
         "stack_tower" => run(n, stacks::tower_stack(), empty),
         // The stack less its top layers, for each layer's share of it.

@@ -183,6 +183,12 @@ fn main() {
             RetryLayer::new(policy).layer(service_fn(ok::<Request<RetryBody<_>>>)),
             empty,
         ),
+        "mesh_retry_istio_default" => run(
+            n,
+            RetryLayer::new(RetryPolicy::istio_default())
+                .layer(service_fn(ok::<Request<RetryBody<_>>>)),
+            empty,
+        ),
         "mesh_retry_like_tower" => run(
             n,
             RetryLayer::new(like_tower(policy)).layer(service_fn(ok::<Request<RetryBody<_>>>)),

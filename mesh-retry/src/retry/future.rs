@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
-use mesh_core::classify::Classify;
+use mesh_core::classify::{Classified, Classify, Outcome};
 use mesh_core::context::{
     Attempt, AttemptDeadline, ChosenEndpoint, EndpointError, EndpointSlot, TriedEndpoints,
 };
@@ -354,7 +354,14 @@ where
         let retry_on = &shared.policy.retry_on;
         let retryable = match &result {
             Ok(res) => {
-                retry_on.should_retry_response(&shared.classifier.classify_response(res), res)
+                // Only `5xx` and `gateway-error` read the classification; the
+                // other conditions read the status and headers themselves.
+                let classified = if shared.classify {
+                    shared.classifier.classify_response(res)
+                } else {
+                    Classified::Ready(Outcome::Success)
+                };
+                retry_on.should_retry_response(&classified, res)
             }
             Err(err) => {
                 if matches!(MeshError::find(&**err), Some(MeshError::PerTryTimeout(_))) {

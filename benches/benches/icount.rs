@@ -292,6 +292,11 @@ fn main() {
             run(n, p2c, empty)
         }
         "stack_mesh" => run(n, stacks::mesh_stack(), empty),
+        "stack_mesh_like_tower" => run(
+            n,
+            stacks::mesh_stack_with(stacks::mesh_retry_policy(true)),
+            empty,
+        ),
         "stack_tower" => run(n, stacks::tower_stack(), empty),
         // The stack less its top layers, for each layer's share of it.
         "stack_balance" => run(n, stacks::mesh_cluster(false, false), empty),

@@ -31,7 +31,10 @@ use tower::service_fn;
 #[path = "support/stacks.rs"]
 mod stacks;
 
-use stacks::{Body, drive, mesh_stack, noop, request, routes, steer_pick, tower_stack};
+use stacks::{
+    Body, drive, mesh_retry_policy, mesh_stack, mesh_stack_with, noop, request, routes, steer_pick,
+    tower_stack,
+};
 
 fn stack(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -55,6 +58,16 @@ fn stack(c: &mut Criterion) {
         b.iter_batched(
             request,
             |r| black_box(drive(&mut ours, r)),
+            BatchSize::SmallInput,
+        )
+    });
+    // The retry layer configured like tower's (no `x-envoy-attempt-count`, no
+    // `grpc-timeout` read).
+    let mut ours_like_tower = mesh_stack_with(mesh_retry_policy(true));
+    g.bench_function("mesh_like_tower", |b| {
+        b.iter_batched(
+            request,
+            |r| black_box(drive(&mut ours_like_tower, r)),
             BatchSize::SmallInput,
         )
     });

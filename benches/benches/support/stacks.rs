@@ -201,22 +201,41 @@ where
 }
 
 /// Our retry policy in the stack: Istio's `retries: {attempts: 2,
-/// perTryTimeout: 5s, retryOn: 5xx}` and `timeout: 15s`.
-pub(crate) fn mesh_retry() -> RetryLayer {
+/// perTryTimeout: 5s, retryOn: 5xx}` and `timeout: 15s`; `like_tower` drops
+/// what tower's layers do not do (`x-envoy-attempt-count`, reading
+/// `grpc-timeout`).
+pub(crate) fn mesh_retry_policy(like_tower: bool) -> RetryLayer {
     let retries = IstioRetries {
         attempts: Some(2),
         per_try_timeout: Some(Duration::from_secs(5)),
         retry_on: Some("5xx".into()),
         ..Default::default()
     };
-    let policy = RetryPolicy::from_istio(Some(&retries), Some(Duration::from_secs(15))).unwrap();
+    let mut policy =
+        RetryPolicy::from_istio(Some(&retries), Some(Duration::from_secs(15))).unwrap();
+    if like_tower {
+        policy.attempt_count_header = false;
+        policy.deadline_header = None;
+    }
     RetryLayer::new(policy)
+}
+
+/// [`mesh_retry_policy`] as mesh-proxy configures it.
+pub(crate) fn mesh_retry() -> RetryLayer {
+    mesh_retry_policy(false)
 }
 
 /// Our stack: route → retry (with timeouts) → pool limits → cluster health
 /// → balancer → outlier gate → no-op endpoint.
 pub(crate) fn mesh_stack()
 -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError> {
+    mesh_stack_with(mesh_retry())
+}
+
+/// [`mesh_stack`] with its retry layer configured as `retry`.
+pub(crate) fn mesh_stack_with(
+    retry: RetryLayer,
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError> {
     // Built out here rather than by `mesh_cluster`, whose optional layers
     // would add their `Either`s to this row.
     let detector = OutlierDetector::without_timer(OutlierDetection::default());
@@ -230,7 +249,6 @@ pub(crate) fn mesh_stack()
         .layer(ConnectionPoolLayer::new(PoolLimits::envoy()))
         .layer(detector.cluster_layer())
         .service(Shared::new(balance));
-    let retry = mesh_retry();
     Router::builder(routes())
         .build(|_| Ok(retry.layer(cluster.clone())))
         .unwrap()

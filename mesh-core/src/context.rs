@@ -11,7 +11,7 @@
 //! | [`Attempt`] | the retry layer | the balancer, `x-envoy-attempt-count` |
 //! | [`TriedEndpoints`] | the retry layer | the balancer (prefer an untried endpoint) |
 //! | [`ChosenEndpoint`] | the balancer (request and response) | endpoint clients, access logs, retry |
-//! | [`EndpointSlot`] | the retry layer (empty), filled by the balancer | the retry layer, when an attempt timed out |
+//! | [`EndpointSlot`] | the retry layer (empty, when a per-try timeout may drop an attempt it can retry), filled by the balancer | the retry layer, when an attempt timed out |
 //! | [`AttemptDeadline`] | the retry layer (per-try or overall timeout) | outlier detection: an attempt dropped at its deadline timed out |
 //!
 //! An error has no extensions, so a balancer names the endpoint that failed

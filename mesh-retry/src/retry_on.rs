@@ -197,6 +197,13 @@ impl RetryOn {
         ])
     }
 
+    /// Whether [`should_retry_response`](Self::should_retry_response) reads
+    /// its `classified` argument (only `5xx` and `gateway-error` do): when
+    /// not, the retry layer skips classifying responses.
+    pub(crate) fn reads_classification(&self) -> bool {
+        self.any(&[RetryCondition::FiveXx, RetryCondition::GatewayError])
+    }
+
     /// Whether a response is retried. `classified` is the classifier's
     /// judgement of the response head.
     ///

@@ -29,6 +29,7 @@ pin_project! {
 impl<F> TryFuture<F> {
     /// `now` must be `Some` when `per_try` is; `slot` is where the balancer
     /// writes the endpoint of this attempt (when retries are on).
+    #[inline]
     pub(crate) fn new(
         fut: F,
         per_try: Option<Duration>,

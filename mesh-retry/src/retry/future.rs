@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
-use mesh_core::classify::Classify;
+use mesh_core::classify::{Classified, Classify, Outcome};
 use mesh_core::context::{
     Attempt, AttemptDeadline, ChosenEndpoint, EndpointError, EndpointSlot, TriedEndpoints,
 };
@@ -29,13 +29,14 @@ pub const ATTEMPT_COUNT_HEADER: HeaderName = HeaderName::from_static("x-envoy-at
 pin_project! {
     /// The response future of [`Retry`](super::Retry).
     ///
-    /// The first attempt and the overall deadline are pinned in place, and
-    /// what a retry needs (the inner service, the request head, the body
-    /// source) is kept only when the policy can retry: the success path
-    /// allocates nothing here. What only retries and hedges use (the hedged
-    /// attempt, the backoff or hedge timer, the result held during a backoff)
-    /// is boxed when first needed, to keep the future small for the common
-    /// case.
+    /// The first attempt and the overall deadline are pinned in place. What a
+    /// retry needs (the inner service, the request head, the body source) is
+    /// one box, made only when the policy can retry: it keeps the future
+    /// small (every layer above moves it) for one allocation beside the head
+    /// copy a retry needs anyway. What only retries and hedges use (the
+    /// phase, the hedged attempt, the backoff or hedge timer, the result held
+    /// during a backoff, the granted slot) is another box, made when a retry
+    /// or hedge is first needed.
     pub struct ResponseFuture<S, B, RB, C>
     where
         S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
@@ -54,35 +55,53 @@ where
     S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
 {
     handle: Handle<C>,
-    retry: Option<RetryState<S, B>>,
+    retry: Option<Box<RetryState<S, B>>>,
+    /// Retries and hedges under way; `None` until the first is needed.
+    cold: Option<Box<Cold<S::Future, RB>>>,
+    /// The effective overall timeout, for its error.
+    timeout: Duration,
+}
+
+/// What a request needs to make another attempt.
+pub(super) struct RetryState<S, B> {
+    pub(super) svc: S,
+    pub(super) head: Parts,
+    pub(super) body: BodySource<B>,
+    pub(super) attempt: Attempt,
+    pub(super) retries_left: u32,
+    pub(super) tried: Option<TriedEndpoints>,
+}
+
+/// The state only retries and hedges use.
+struct Cold<F, RB> {
     phase: Phase,
     /// A hedged attempt running beside `primary`.
-    secondary: Option<Pin<Box<TryFuture<S::Future>>>>,
+    secondary: Option<Pin<Box<TryFuture<F>>>>,
     /// The backoff (in [`Phase::Backoff`]) or hedge delay (in
     /// [`Phase::Running`]).
     timer: Option<Pin<Box<Sleep>>>,
     /// The last retryable result, returned if no further attempt answers.
-    last: Option<Box<Result<Response<RB>, BoxError>>>,
+    last: Option<Result<Response<RB>, BoxError>>,
     /// A retry granted (backoff or hedge) whose attempt has not started.
     permit: Option<RetryPermit>,
     /// A hedge is granted and waits for the inner service to be ready.
     hedge_wanted: bool,
     /// `timer` is the hedge delay (in [`Phase::Running`]).
     hedge_armed: bool,
-    /// The effective overall timeout, for its error.
-    timeout: Duration,
-    /// When the overall timeout fires, for each attempt's [`AttemptDeadline`].
-    overall: Option<Instant>,
 }
 
-/// What a request needs to make another attempt.
-struct RetryState<S, B> {
-    svc: S,
-    head: Parts,
-    body: BodySource<B>,
-    attempt: Attempt,
-    retries_left: u32,
-    tried: Option<TriedEndpoints>,
+impl<F, RB> Default for Cold<F, RB> {
+    fn default() -> Self {
+        Cold {
+            phase: Phase::Running,
+            secondary: None,
+            timer: None,
+            last: None,
+            permit: None,
+            hedge_wanted: false,
+            hedge_armed: false,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,54 +129,44 @@ where
     B: Body,
     C: Classify,
 {
+    /// `now` is when the request arrived, read once by the caller when a
+    /// timeout is configured (`Some` whenever `timeout` or the per-try
+    /// timeout is).
+    #[inline]
     pub(super) fn new(
         handle: Handle<C>,
         first: S::Future,
-        svc: Option<S>,
-        head: Option<(Parts, BodySource<B>)>,
+        now: Option<Instant>,
         timeout: Option<Duration>,
         slot: Option<EndpointSlot>,
+        retry: Option<Box<RetryState<S, B>>>,
     ) -> Self {
-        let policy = &handle.shared.policy;
-        let per_try = policy.per_try_timeout;
-        let now = (timeout.is_some() || per_try.is_some()).then(Instant::now);
-        let deadline = match (timeout, now) {
-            (Some(t), Some(now)) => Some(sleep_until(now + t)),
-            _ => None,
-        };
-        let retry = match (svc, head) {
-            (Some(svc), Some((head, body))) => Some(RetryState {
-                svc,
-                head,
-                body,
-                attempt: Attempt::FIRST,
-                retries_left: policy.attempts,
-                tried: None,
-            }),
-            _ => None,
-        };
-        let hedge = hedge_delay(&handle, retry.as_ref());
+        let per_try = handle.shared.policy.per_try_timeout;
+        let cold = hedge_delay(&handle, retry.as_deref()).map(|d| {
+            Box::new(Cold {
+                timer: Some(Box::pin(sleep(d))),
+                hedge_armed: true,
+                ..Cold::default()
+            })
+        });
         ResponseFuture {
             primary: Some(TryFuture::new(first, per_try, now, None, slot)),
-            deadline,
+            deadline: match (timeout, now) {
+                (Some(t), Some(now)) => Some(sleep_until(now + t)),
+                _ => None,
+            },
             ctl: Control {
                 handle,
                 retry,
-                phase: Phase::Running,
-                secondary: None,
-                timer: hedge.map(|d| Box::pin(sleep(d))),
-                last: None,
-                permit: None,
-                hedge_wanted: false,
-                hedge_armed: hedge.is_some(),
+                cold,
                 timeout: timeout.unwrap_or_default(),
-                overall: timeout.zip(now).map(|(t, now)| now + t),
             },
         }
     }
 }
 
 /// The hedge delay, when a hedge could be made.
+#[inline]
 fn hedge_delay<C, S, B>(handle: &Handle<C>, retry: Option<&RetryState<S, B>>) -> Option<Duration> {
     let delay = handle.shared.policy.hedge_delay?;
     let state = retry?;
@@ -175,7 +184,26 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Poll::Ready(result) = poll_attempts(cx, this.primary.as_mut(), this.ctl) {
+        // The success path: one attempt, no retry or hedge under way.
+        if this.ctl.cold.is_none()
+            && let Some(fut) = this.primary.as_mut().as_pin_mut()
+            && let Poll::Ready(result) = fut.poll(cx)
+        {
+            this.primary.set(None);
+            match this.ctl.on_result(result, false) {
+                Step::Return(result) => return Poll::Ready(result),
+                Step::Wait | Step::Backoff => {}
+            }
+        }
+        let overall = this
+            .deadline
+            .as_ref()
+            .get_ref()
+            .as_ref()
+            .map(Sleep::deadline);
+        if this.ctl.cold.is_some()
+            && let Poll::Ready(result) = poll_attempts(cx, this.primary.as_mut(), this.ctl, overall)
+        {
             return Poll::Ready(result);
         }
         // The overall timeout bounds everything: attempts, backoffs, readiness.
@@ -185,7 +213,9 @@ where
             && deadline.poll(cx).is_ready()
         {
             this.primary.set(None);
-            this.ctl.secondary = None;
+            if let Some(cold) = this.ctl.cold.as_mut() {
+                cold.secondary = None;
+            }
             this.ctl.handle.shared.stats.inc_request_timeouts();
             return Poll::Ready(Err(MeshError::RequestTimeout(this.ctl.timeout).into()));
         }
@@ -193,11 +223,13 @@ where
     }
 }
 
-/// Drives the attempts, backoffs and hedges of one request.
+/// Drives the attempts, backoffs and hedges of one request once a retry or
+/// hedge is under way (`ctl.cold` is set).
 fn poll_attempts<S, B, RB, C>(
     cx: &mut Context<'_>,
     mut primary: Pin<&mut Option<TryFuture<S::Future>>>,
     ctl: &mut Control<S, B, RB, C>,
+    overall: Option<Instant>,
 ) -> Poll<Result<Response<RB>, BoxError>>
 where
     S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
@@ -206,13 +238,16 @@ where
     C: Classify,
 {
     loop {
-        match ctl.phase {
+        let Some(cold) = ctl.cold.as_mut() else {
+            return Poll::Pending;
+        };
+        match cold.phase {
             Phase::Backoff => {
-                if let Some(backoff) = ctl.timer.as_mut() {
+                if let Some(backoff) = cold.timer.as_mut() {
                     ready!(backoff.as_mut().poll(cx));
                 }
-                ctl.timer = None;
-                ctl.phase = Phase::Ready;
+                cold.timer = None;
+                cold.phase = Phase::Ready;
             }
             Phase::Ready => {
                 let Some(state) = ctl.retry.as_mut() else {
@@ -224,31 +259,32 @@ where
                     tracing::debug!(error = %e, "inner service failed before a retry");
                     return Poll::Ready(ctl.give_up());
                 }
-                let permit = ctl.permit.take();
-                let Some(attempt) = ctl.start(permit) else {
+                let permit = cold.permit.take();
+                let Some(attempt) = ctl.start(permit, overall) else {
                     ctl.handle.shared.stats.inc_abandoned();
                     return Poll::Ready(ctl.give_up());
                 };
                 primary.set(Some(attempt));
-                ctl.phase = Phase::Running;
+                ctl.cold_mut().phase = Phase::Running;
                 ctl.arm_hedge();
             }
             Phase::Running => {
-                if ctl.hedge_armed
-                    && let Some(hedge) = ctl.timer.as_mut()
+                if cold.hedge_armed
+                    && let Some(hedge) = cold.timer.as_mut()
                     && hedge.as_mut().poll(cx).is_ready()
                 {
-                    ctl.timer = None;
-                    ctl.hedge_armed = false;
-                    ctl.hedge_wanted = ctl.grant_hedge();
+                    cold.timer = None;
+                    cold.hedge_armed = false;
+                    let granted = ctl.grant_hedge();
+                    ctl.cold_mut().hedge_wanted = granted;
                 }
-                if ctl.hedge_wanted
-                    && let Some(attempt) = ctl.poll_hedge(cx)
+                if ctl.cold_mut().hedge_wanted
+                    && let Some(attempt) = ctl.poll_hedge(cx, overall)
                 {
                     if primary.is_none() {
                         primary.set(Some(attempt));
                     } else {
-                        ctl.secondary = Some(Box::pin(attempt));
+                        ctl.cold_mut().secondary = Some(Box::pin(attempt));
                     }
                 }
 
@@ -256,20 +292,21 @@ where
                     && let Poll::Ready(result) = fut.poll(cx)
                 {
                     primary.set(None);
-                    let other = ctl.secondary.is_some();
+                    let other = ctl.cold_mut().secondary.is_some();
                     match ctl.on_result(result, other) {
                         Step::Return(result) => {
-                            ctl.secondary = None;
+                            ctl.cold_mut().secondary = None;
                             return Poll::Ready(result);
                         }
                         Step::Wait => {}
                         Step::Backoff => continue,
                     }
                 }
-                if let Some(fut) = ctl.secondary.as_mut()
+                let cold = ctl.cold_mut();
+                if let Some(fut) = cold.secondary.as_mut()
                     && let Poll::Ready(result) = fut.as_mut().poll(cx)
                 {
-                    ctl.secondary = None;
+                    cold.secondary = None;
                     match ctl.on_result(result, primary.is_some()) {
                         Step::Return(result) => {
                             primary.set(None);
@@ -292,6 +329,11 @@ where
     B: Body,
     C: Classify,
 {
+    /// The retry state, made on first use.
+    fn cold_mut(&mut self) -> &mut Cold<S::Future, RB> {
+        self.cold.get_or_insert_with(Box::default)
+    }
+
     /// Judges an attempt's result: return it, wait for the other attempt, or
     /// back off and retry.
     fn on_result(
@@ -300,7 +342,7 @@ where
         other_running: bool,
     ) -> Step<RB> {
         let shared = &*self.handle.shared;
-        if self.retry.is_none() {
+        let Some(state) = self.retry.as_mut() else {
             // Retries are off: the result is the answer, whatever it is.
             if let Err(err) = &result
                 && matches!(MeshError::find(&**err), Some(MeshError::PerTryTimeout(_)))
@@ -308,11 +350,18 @@ where
                 shared.stats.inc_per_try_timeouts();
             }
             return Step::Return(result);
-        }
+        };
         let retry_on = &shared.policy.retry_on;
         let retryable = match &result {
             Ok(res) => {
-                retry_on.should_retry_response(&shared.classifier.classify_response(res), res)
+                // Only `5xx` and `gateway-error` read the classification; the
+                // other conditions read the status and headers themselves.
+                let classified = if shared.classify {
+                    shared.classifier.classify_response(res)
+                } else {
+                    Classified::Ready(Outcome::Success)
+                };
+                retry_on.should_retry_response(&classified, res)
             }
             Err(err) => {
                 if matches!(MeshError::find(&**err), Some(MeshError::PerTryTimeout(_))) {
@@ -328,9 +377,6 @@ where
         if !retryable {
             return Step::Return(result);
         }
-        let Some(state) = self.retry.as_mut() else {
-            return Step::Return(result);
-        };
         // The endpoint this attempt used: from the response, or from an error
         // naming it (a reset, a refused connection, a per-try timeout).
         let endpoint = match &result {
@@ -349,14 +395,15 @@ where
                 })
                 .push(addr);
         }
+        let cold = self.cold.get_or_insert_with(Box::default);
         if other_running {
             // Hedging: the other attempt may still succeed.
-            self.last = Some(Box::new(result));
+            cold.last = Some(result);
             return Step::Wait;
         }
-        if self.hedge_wanted {
+        if cold.hedge_wanted {
             // A hedge was granted but never started: it becomes this retry.
-            self.hedge_wanted = false;
+            cold.hedge_wanted = false;
         } else {
             if state.retries_left == 0 {
                 shared.stats.inc_limit_exceeded();
@@ -370,7 +417,7 @@ where
                 shared.stats.inc_overflow();
                 return Step::Return(result);
             };
-            self.permit = Some(permit);
+            cold.permit = Some(permit);
             state.retries_left -= 1;
         }
         let wait = shared
@@ -378,22 +425,23 @@ where
             .backoff
             .wait(state.attempt.get(), &mut rand::rng());
         tracing::debug!(attempt = state.attempt.get(), ?wait, "retrying");
-        self.last = Some(Box::new(result));
-        self.timer = Some(Box::pin(sleep(wait)));
-        self.hedge_armed = false;
-        self.phase = Phase::Backoff;
+        cold.last = Some(result);
+        cold.timer = Some(Box::pin(sleep(wait)));
+        cold.hedge_armed = false;
+        cold.phase = Phase::Backoff;
         Step::Backoff
     }
 
     /// Sets the hedge timer for the attempt just started, if a hedge could be
     /// made.
     fn arm_hedge(&mut self) {
-        match hedge_delay(&self.handle, self.retry.as_ref()) {
+        match hedge_delay(&self.handle, self.retry.as_deref()) {
             Some(delay) => {
-                self.timer = Some(Box::pin(sleep(delay)));
-                self.hedge_armed = true;
+                let cold = self.cold_mut();
+                cold.timer = Some(Box::pin(sleep(delay)));
+                cold.hedge_armed = true;
             }
-            None => self.hedge_armed = false,
+            None => self.cold_mut().hedge_armed = false,
         }
     }
 
@@ -411,26 +459,32 @@ where
             shared.stats.inc_overflow();
             return false;
         };
-        self.permit = Some(permit);
+        self.cold.get_or_insert_with(Box::default).permit = Some(permit);
         state.retries_left -= 1;
         true
     }
 
     /// Starts the granted hedge once the inner service is ready.
-    fn poll_hedge(&mut self, cx: &mut Context<'_>) -> Option<TryFuture<S::Future>> {
+    fn poll_hedge(
+        &mut self,
+        cx: &mut Context<'_>,
+        overall: Option<Instant>,
+    ) -> Option<TryFuture<S::Future>> {
         let state = self.retry.as_mut()?;
         match state.svc.poll_ready(cx) {
             Poll::Pending => None,
             Poll::Ready(Err(_)) => {
-                self.hedge_wanted = false;
-                self.permit = None;
                 state.retries_left += 1;
+                let cold = self.cold_mut();
+                cold.hedge_wanted = false;
+                cold.permit = None;
                 None
             }
             Poll::Ready(Ok(())) => {
-                self.hedge_wanted = false;
-                let permit = self.permit.take();
-                let attempt = self.start(permit);
+                let cold = self.cold_mut();
+                cold.hedge_wanted = false;
+                let permit = cold.permit.take();
+                let attempt = self.start(permit, overall);
                 if attempt.is_some() {
                     self.handle.shared.stats.inc_hedges();
                 }
@@ -440,8 +494,13 @@ where
     }
 
     /// Calls the (ready) inner service with the next attempt, or `None` if
-    /// the body can no longer be replayed.
-    fn start(&mut self, permit: Option<RetryPermit>) -> Option<TryFuture<S::Future>> {
+    /// the body can no longer be replayed. `overall` is the request's
+    /// deadline.
+    fn start(
+        &mut self,
+        permit: Option<RetryPermit>,
+        overall: Option<Instant>,
+    ) -> Option<TryFuture<S::Future>> {
         let shared = &*self.handle.shared;
         let state = self.retry.as_mut()?;
         let body = state.body.next()?;
@@ -451,11 +510,12 @@ where
         if let Some(tried) = &state.tried {
             head.extensions.insert(tried.clone());
         }
-        let slot = EndpointSlot::new();
-        head.extensions.insert(slot.clone());
-        if let Some(d) =
-            attempt_deadline(Instant::now(), shared.policy.per_try_timeout, self.overall)
-        {
+        let slot = shared.policy.per_try_timeout.map(|_| {
+            let slot = EndpointSlot::new();
+            head.extensions.insert(slot.clone());
+            slot
+        });
+        if let Some(d) = attempt_deadline(Instant::now(), shared.policy.per_try_timeout, overall) {
             head.extensions.insert(d);
         }
         let fut = state.svc.call(Request::from_parts(head, body));
@@ -465,15 +525,16 @@ where
             shared.policy.per_try_timeout,
             None,
             permit,
-            Some(slot),
+            slot,
         ))
     }
 
     /// The result to return when no further attempt can be made.
     fn give_up(&mut self) -> Result<Response<RB>, BoxError> {
-        self.last
-            .take()
-            .map_or_else(|| Err(MeshError::RetryBudgetExhausted.into()), |last| *last)
+        self.cold
+            .as_mut()
+            .and_then(|cold| cold.last.take())
+            .unwrap_or_else(|| Err(MeshError::RetryBudgetExhausted.into()))
     }
 }
 
@@ -549,11 +610,13 @@ where
     S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cold = self.ctl.cold.as_deref();
+        let secondary = cold.is_some_and(|c| c.secondary.is_some());
         f.debug_struct("ResponseFuture")
-            .field("phase", &self.ctl.phase)
+            .field("phase", &cold.map_or(Phase::Running, |c| c.phase))
             .field(
                 "attempts_in_flight",
-                &(u8::from(self.primary.is_some()) + u8::from(self.ctl.secondary.is_some())),
+                &(u8::from(self.primary.is_some()) + u8::from(secondary)),
             )
             .finish_non_exhaustive()
     }

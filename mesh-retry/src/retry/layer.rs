@@ -63,6 +63,7 @@ impl<C: Classify> RetryLayer<C> {
                 limit: s.limit.clone(),
                 stats: s.stats.clone(),
                 retries: s.retries,
+                classify: s.classify,
             }),
         }
     }

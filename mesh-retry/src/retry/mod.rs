@@ -43,7 +43,8 @@
 //! with a hand-written `Policy`, and calls the inner clone without waiting for
 //! readiness. This one replays bodies, decides from Istio's `retryOn` over the
 //! shared classification, and keeps the per-request state in the future (no
-//! `Box`, no lock on the success path).
+//! lock on the success path; the retry state is one box when the policy can
+//! retry).
 //!
 //! # Example
 //!

@@ -11,7 +11,9 @@ use mesh_core::classify::{Classify, GrpcClassifier};
 use mesh_core::context::{Attempt, EndpointSlot};
 use tower::Service;
 
-use super::future::{ResponseFuture, attempt_deadline, mark_attempt, mark_only_attempt};
+use super::future::{
+    ResponseFuture, RetryState, attempt_deadline, mark_attempt, mark_only_attempt,
+};
 use super::shared::{Handle, Shared};
 use crate::body::{BodySource, RetryBody};
 use crate::deadline;
@@ -112,46 +114,57 @@ where
             .as_ref()
             .and_then(|name| deadline::caller_timeout(req.headers(), name));
         let timeout = deadline::shorter(policy.timeout, caller);
+        // The clock is read once, and only when a timeout needs it.
+        let now =
+            (timeout.is_some() || policy.per_try_timeout.is_some()).then(tokio::time::Instant::now);
         let handle = Handle::new(shared.clone());
 
         let (mut parts, body) = req.into_parts();
-        // Endpoint layers count an attempt dropped at this instant as a
-        // timeout of their endpoint (outlier detection).
-        if policy.per_try_timeout.is_some() || timeout.is_some() {
-            let now = tokio::time::Instant::now();
-            if let Some(d) = attempt_deadline(now, policy.per_try_timeout, timeout.map(|t| now + t))
-            {
-                parts.extensions.insert(d);
-            }
-        }
-        if shared.retries {
+        let (first_body, mut retry) = if shared.retries {
             let (first_body, source) = BodySource::new(body, policy.replay_cap);
+            // The head is copied before this attempt's extensions go in, so
+            // the copy does not clone them; each retry sets its own.
             let head = parts.clone();
             mark_attempt(&mut parts, Attempt::FIRST, policy.attempt_count_header);
-            let slot = EndpointSlot::new();
-            parts.extensions.insert(slot.clone());
             // Keep the service that was driven to readiness for this request's
             // retries; the layer drives a fresh clone for the next request.
             let clone = self.inner.clone();
-            let mut svc = std::mem::replace(&mut self.inner, clone);
-            let first = svc.call(Request::from_parts(parts, first_body));
-            ResponseFuture::new(
-                handle,
-                first,
-                Some(svc),
-                Some((head, source)),
-                timeout,
-                Some(slot),
-            )
+            let svc = std::mem::replace(&mut self.inner, clone);
+            let state = RetryState {
+                svc,
+                head,
+                body: source,
+                attempt: Attempt::FIRST,
+                retries_left: policy.attempts,
+                tried: None,
+            };
+            (first_body, Some(Box::new(state)))
         } else {
             // The only attempt: no `Attempt` extension (its absence reads as
             // the first attempt, `Attempt::default()`), which spares http's
             // extensions map; the header is still sent.
             mark_only_attempt(&mut parts, policy.attempt_count_header);
-            let first = self
-                .inner
-                .call(Request::from_parts(parts, RetryBody::new(body)));
-            ResponseFuture::new(handle, first, None, None, timeout, None)
+            (RetryBody::new(body), None)
+        };
+        // The slot is read only when a per-try timeout drops an attempt that
+        // may be retried.
+        let slot = (retry.is_some() && policy.per_try_timeout.is_some()).then(|| {
+            let slot = EndpointSlot::new();
+            parts.extensions.insert(slot.clone());
+            slot
+        });
+        // Endpoint layers count an attempt dropped at this instant as a
+        // timeout of their endpoint (outlier detection).
+        if let Some(now) = now
+            && let Some(d) = attempt_deadline(now, policy.per_try_timeout, timeout.map(|t| now + t))
+        {
+            parts.extensions.insert(d);
         }
+        let req = Request::from_parts(parts, first_body);
+        let first = match retry.as_mut() {
+            Some(state) => state.svc.call(req),
+            None => self.inner.call(req),
+        };
+        ResponseFuture::new(handle, first, now, timeout, slot, retry)
     }
 }

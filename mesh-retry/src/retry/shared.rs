@@ -20,6 +20,9 @@ pub(crate) struct Shared<C> {
     pub(crate) stats: RetryStats,
     /// `policy.retries_enabled()`, read on every request.
     pub(crate) retries: bool,
+    /// `policy.retry_on.reads_classification()`: whether a response must be
+    /// classified to decide on a retry.
+    pub(crate) classify: bool,
 }
 
 impl<C> Shared<C> {
@@ -27,6 +30,7 @@ impl<C> Shared<C> {
         policy.per_try_timeout = nonzero(policy.per_try_timeout);
         policy.timeout = nonzero(policy.timeout);
         let retries = policy.retries_enabled();
+        let classify = policy.retry_on.reads_classification();
         Shared {
             policy,
             classifier,
@@ -34,6 +38,7 @@ impl<C> Shared<C> {
             limit: None,
             stats: RetryStats::default(),
             retries,
+            classify,
         }
     }
 

@@ -37,11 +37,16 @@ mod framing;
 mod headers;
 mod metrics;
 mod observe;
+mod path;
 mod proxy;
 mod run;
 mod server;
 
 pub use self::demo::demo;
+#[doc(hidden)]
+pub use self::framing::{fuzz_guard, fuzz_guard_bound};
+#[doc(hidden)]
+pub use self::path::fuzz_normalize;
 pub use self::proxy::Proxy;
 pub use self::run::{RunOptions, Running, StartOptions, load_identity, run, start};
 pub use self::server::MAX_HEADER_BYTES;

@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::config::model::{self, Direction, MtlsMode};
 use crate::dns::Resolver;
 use crate::observe::{Observe, ObserveConfig};
+use crate::path::NormalizePath;
 use crate::proxy::{Outbound, Proxy};
 use crate::{admin, config, headers, server};
 
@@ -198,7 +199,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                     tcp,
                     None,
                     move |peer| {
-                        let svc = Observe::new(outbound.clone(), observe.clone());
+                        let svc =
+                            Observe::new(NormalizePath::new(outbound.clone()), observe.clone());
                         tower::service_fn(move |req: Request<Incoming>| {
                             svc.clone().oneshot(server::with_peer(req, &peer))
                         })
@@ -221,7 +223,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                     tcp,
                     acceptor.clone(),
                     move |peer| {
-                        let svc = Observe::new(inbound.clone(), observe.clone());
+                        let svc =
+                            Observe::new(NormalizePath::new(inbound.clone()), observe.clone());
                         tower::service_fn(move |req: Request<Incoming>| {
                             svc.clone().oneshot(server::with_peer(req, &peer))
                         })
@@ -365,6 +368,24 @@ fn xfcc(own: &str, req: &Request<Body>) -> Option<HeaderValue> {
     .ok()
 }
 
+/// Removes the mesh's control headers (`x-envoy-*`, `x-mesh-*`) a caller
+/// sent: they steer or describe proxies (retries, timeouts, response flags),
+/// and an app behind the inbound listener must not take a caller's word for
+/// them (Envoy sanitises the same family from untrusted peers).
+fn strip_control_headers(headers: &mut http::HeaderMap) {
+    let control = |name: &HeaderName| {
+        let n = name.as_str();
+        n.starts_with("x-envoy-") || n.starts_with("x-mesh-")
+    };
+    if !headers.keys().any(control) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| control(n)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
 /// The inbound path: authorization, the caller's identity in
 /// `x-forwarded-client-cert`, then the local app.
 fn inbound_service(
@@ -381,6 +402,7 @@ fn inbound_service(
         let client = client.clone();
         // Only the handshake tells who called: drop what the caller claims.
         req.headers_mut().remove(XFCC);
+        strip_control_headers(req.headers_mut());
         if let Some(own) = &own_id
             && let Some(value) = xfcc(own, &req)
         {

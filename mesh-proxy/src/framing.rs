@@ -29,6 +29,7 @@
 //! An HTTP/2 connection (the first head is the prior-knowledge preface) passes
 //! through untouched.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -450,6 +451,9 @@ pub(crate) struct FramingGuard<T> {
     first: bool,
     /// The most bytes a request head may have.
     max_head: usize,
+    /// When the first request head must be complete (see
+    /// [`with_first_head_timeout`](Self::with_first_head_timeout)).
+    first_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> FramingGuard<T> {
@@ -464,7 +468,18 @@ impl<T> FramingGuard<T> {
             phase: Phase::Head(HeadScan::default()),
             first: true,
             max_head: max_head.max(H2_PREFACE_HEAD.len()),
+            first_deadline: None,
         }
+    }
+
+    /// Closes the connection (a read error) if the first request head (or
+    /// the HTTP/2 preface) is not complete within `timeout` of now. Later
+    /// heads are hyper's to time: its `header_read_timeout` starts when it
+    /// waits for a head, but it cannot start for the first one while this
+    /// guard holds the bytes back. Needs a tokio runtime with time enabled.
+    pub(crate) fn with_first_head_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.first_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        self
     }
 
     /// Copies checked bytes to `out`.
@@ -626,6 +641,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
         let this = self.get_mut();
         if out.remaining() == 0 {
             return Poll::Ready(Ok(()));
+        }
+        if !this.first {
+            this.first_deadline = None;
+        } else if let Some(deadline) = &mut this.first_deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            tracing::debug!("no complete request head in time; closing");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request head timeout",
+            )));
         }
         loop {
             if this.ready > 0 {

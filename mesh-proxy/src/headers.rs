@@ -22,8 +22,17 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     TE,
 ];
 
+/// Headers the proxy itself sets on what it forwards; a client naming them in
+/// `Connection` must not make the proxy drop its own (the hop-by-hop abuse of
+/// Davison 2019: `Connection: close, X-Forwarded-For`).
+const OWN: [HeaderName; 2] = [
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-forwarded-client-cert"),
+];
+
 /// Removes the hop-by-hop headers of RFC 9110 §7.6.1 and every header named
-/// in `Connection`. `TE: trailers` is kept (gRPC needs it end to end).
+/// in `Connection` (except the proxy's own, [`OWN`]). `TE: trailers` is kept
+/// (gRPC needs it end to end).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names present (most messages carry few headers and
     // none or one of these) instead of a lookup per hop-by-hop name.
@@ -45,6 +54,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+            .filter(|n| !OWN.contains(n))
             .collect();
         for name in named {
             headers.remove(name);
@@ -96,6 +106,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_proxys_own_headers_survive_being_named_in_connection() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            "x-request-id, X-Forwarded-Client-Cert, x-a"
+                .parse()
+                .unwrap(),
+        );
+        h.insert("x-request-id", "id".parse().unwrap());
+        h.insert("x-forwarded-client-cert", "By=us".parse().unwrap());
+        h.insert("x-a", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h["x-request-id"], "id");
+        assert_eq!(h["x-forwarded-client-cert"], "By=us");
+        assert!(h.get("x-a").is_none());
+    }
+
     /// The lookup-per-name version this replaced.
     fn reference(headers: &mut HeaderMap) {
         let named: Vec<HeaderName> = headers
@@ -104,6 +132,7 @@ mod tests {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+            .filter(|n| !OWN.contains(n))
             .collect();
         for name in named {
             headers.remove(name);

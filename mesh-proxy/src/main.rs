@@ -35,6 +35,10 @@ enum Command {
         /// The largest request head accepted, in KiB (Envoy's `max_request_headers_kb`); 431 beyond.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=8192))]
         max_request_headers_kb: u32,
+        /// How long a client may take to send a request head before its
+        /// connection is closed (slowloris guard).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        header_read_timeout: std::time::Duration,
     },
     /// Runs the whole mesh on this machine for ten seconds and shows what it did.
     Demo {
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
             threads,
             dns,
             max_request_headers_kb,
+            header_read_timeout,
         } => {
             init_tracing();
             let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -166,6 +171,7 @@ fn main() -> ExitCode {
                 identity,
                 dns,
                 max_header_bytes: max_request_headers_kb as usize * 1024,
+                header_read_timeout,
                 ..mesh_proxy::RunOptions::new(configs)
             };
             match rt.block_on(mesh_proxy::run(options)) {

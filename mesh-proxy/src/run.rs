@@ -53,6 +53,9 @@ pub struct RunOptions {
     pub dns: Option<SocketAddr>,
     /// The largest request head accepted (431 beyond; default 60 KiB).
     pub max_header_bytes: usize,
+    /// How long a client may take to send a request head (default
+    /// [`HEADER_READ_TIMEOUT`](crate::server::HEADER_READ_TIMEOUT), 10 s).
+    pub header_read_timeout: Duration,
 }
 
 impl RunOptions {
@@ -66,6 +69,7 @@ impl RunOptions {
             watch_interval: Duration::from_millis(500),
             dns: None,
             max_header_bytes: server::MAX_HEADER_BYTES,
+            header_read_timeout: server::HEADER_READ_TIMEOUT,
         }
     }
 }
@@ -135,6 +139,8 @@ pub struct StartOptions {
     pub access_log: bool,
     /// The largest request head accepted (431 beyond).
     pub max_header_bytes: usize,
+    /// How long a client may take to send a request head.
+    pub header_read_timeout: Duration,
 }
 
 impl StartOptions {
@@ -147,6 +153,7 @@ impl StartOptions {
             resolver: Resolver::system(),
             access_log: true,
             max_header_bytes: server::MAX_HEADER_BYTES,
+            header_read_timeout: server::HEADER_READ_TIMEOUT,
         }
     }
 }
@@ -159,7 +166,12 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
         resolver,
         access_log,
         max_header_bytes,
+        header_read_timeout,
     } = options;
+    let limits = server::Limits {
+        max_header_bytes,
+        header_read_timeout,
+    };
     let listeners = config.listeners.clone();
     let mode = inbound_mode(&config, identity.is_some())?;
     let authz = authorization(&config);
@@ -206,7 +218,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                         })
                     },
                     shutdown.clone(),
-                    max_header_bytes,
+                    limits,
                 )));
             }
             Direction::Inbound => {
@@ -230,7 +242,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                         })
                     },
                     shutdown.clone(),
-                    max_header_bytes,
+                    limits,
                 )));
             }
         }
@@ -274,6 +286,7 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
                 .dns
                 .map_or_else(Resolver::system, Resolver::with_server),
             max_header_bytes: options.max_header_bytes,
+            header_read_timeout: options.header_read_timeout,
             ..StartOptions::new(options.admin)
         },
     )

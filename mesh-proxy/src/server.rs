@@ -22,6 +22,40 @@ use crate::observe::LogBody;
 /// (`max_request_headers_kb`).
 pub const MAX_HEADER_BYTES: usize = 60 * 1024;
 
+/// How long a client may take to send a whole request head, from the
+/// connection's start for the first request and from the previous response
+/// for the next ones (hyper's `header_read_timeout`); the connection is
+/// closed after that. 10 s, not Envoy's: Envoy's `request_headers_timeout` is
+/// off by default and its edge guide bounds the whole request at 300 s
+/// instead, which leaves a slowloris client a connection for minutes; a
+/// sidecar's callers are programs that send a head in one write, so 10 s is
+/// generous for them and short for an attacker (hyper's own default is 30 s).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 streams a client may have open at once: Envoy's edge value (hyper's
+/// default, 200, is "not part of stability").
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// Streams a client may open and reset before the server accepts them, before
+/// the connection is closed with GOAWAY `ENHANCE_YOUR_CALM` (Rapid Reset,
+/// CVE-2023-44487): h2's default, set explicitly so a dependency update
+/// cannot unset it.
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+
+/// Streams the server may reset because of the client's errors before the
+/// connection is closed (MadeYouReset, CVE-2025-8671): h2's default, set
+/// explicitly (hyper 1.2 once passed `None`, which disabled it; hyper#3782).
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
+/// The limits a listener enforces on its clients.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// The largest request head (431 beyond).
+    pub(crate) max_header_bytes: usize,
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub(crate) header_read_timeout: Duration,
+}
+
 /// Serves `listener` with services made by `make` (one per connection, given
 /// what is known of the peer: its address and, over mTLS, its identity) until
 /// `shutdown` turns true; then stops accepting and lets open connections
@@ -35,7 +69,7 @@ pub(crate) async fn serve<M, S>(
     tls: Option<MtlsAcceptor>,
     make: M,
     mut shutdown: watch::Receiver<bool>,
-    max_header_bytes: usize,
+    limits: Limits,
 ) where
     M: Fn(PeerInfo) -> S + Send + Sync + 'static,
     S: Service<Request<Incoming>, Response = Response<LogBody>, Error = Infallible>
@@ -82,11 +116,13 @@ pub(crate) async fn serve<M, S>(
                 },
             };
             let svc = TowerToHyperService::new(make(info));
-            let builder = builder(max_header_bytes);
-            let conn = builder.serve_connection(
-                TokioIo::new(FramingGuard::new(stream, max_header_bytes)),
-                svc,
-            );
+            let builder = builder(limits);
+            // hyper's header timer only starts once its auto builder has seen
+            // enough bytes to tell HTTP/1 from HTTP/2, which the guard holds
+            // back until a whole head is in: the guard times the first head.
+            let guard = FramingGuard::new(stream, limits.max_header_bytes)
+                .with_first_head_timeout(limits.header_read_timeout);
+            let conn = builder.serve_connection(TokioIo::new(guard), svc);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
@@ -101,18 +137,21 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-fn builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
+fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .max_buf_size(max_header_bytes.max(8192))
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
     builder
 }
 

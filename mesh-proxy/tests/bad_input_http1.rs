@@ -1,0 +1,294 @@
+//! Bad HTTP/1.1 input at the real binary's listeners (the bad-input catalog,
+//! perf-reliability.md §5.1, §5.2 and §5.4 rows not in framing.rs): raw bytes
+//! over TCP, a recording backend behind the proxy asserting what reached it,
+//! and an innocent client afterwards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{
+    ProxyProc, Recorder, raw_exchange, read_until_closed, rss_kib, service_at, sidecar, statuses,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+const GOOD: &[u8] = b"GET /innocent HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n";
+
+/// A proxy with service `web` on a recording backend.
+async fn setup(extra: &[&str], route_extra: &str) -> (Recorder, ProxyProc) {
+    let backend = Recorder::start().await;
+    let yaml = format!(
+        "{}{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web}}\nspec:\n  hosts: [web]\n  http:\n  - route: [{{destination: {{host: web}}}}]\n{route_extra}",
+        sidecar(),
+        service_at("web", &[(backend.addr, "v1")])
+    );
+    let proxy = ProxyProc::start_with(&yaml, extra);
+    (backend, proxy)
+}
+
+/// The innocent client still gets through, and is the only new request.
+async fn innocent_ok(proxy: &ProxyProc, backend: &Recorder) {
+    let before = backend.hits();
+    let (raw, _) = raw_exchange(proxy.outbound(), GOOD).await;
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    assert_eq!(backend.hits(), before + 1);
+    assert_eq!(backend.paths().last().unwrap(), "/innocent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_transfer_encodings_are_400_and_never_forwarded() {
+    let (backend, proxy) = setup(&[], "").await;
+    for te in [
+        "Transfer-Encoding: chunked, identity\r\n",
+        "Transfer-Encoding: xchunked\r\n",
+        "Transfer-Encoding: identity\r\n",
+        "Transfer-Encoding : chunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",
+        "Transfer-Encoding:\r\n",
+    ] {
+        let req = format!("POST / HTTP/1.1\r\nHost: web\r\n{te}\r\n5\r\nhello\r\n0\r\n\r\n");
+        let (raw, closed) = raw_exchange(proxy.outbound(), req.as_bytes()).await;
+        assert_eq!(statuses(&raw), [400], "{te:?}: {raw}");
+        assert!(closed, "{te:?}");
+    }
+    // HTTP/1.0 has no chunked coding (RFC 9112 §6.1).
+    let (raw, closed) = raw_exchange(
+        proxy.outbound(),
+        b"POST / HTTP/1.0\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(
+        statuses(&raw).is_empty() || raw.starts_with("HTTP/1.1 400"),
+        "{raw}"
+    );
+    assert!(raw.contains(" 400 "), "{raw}");
+    assert!(closed);
+    assert_eq!(backend.hits(), 0, "{:?}", backend.paths());
+    innocent_ok(&proxy, &backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_chunk_sizes_never_reach_the_backend_as_a_request() {
+    let (backend, proxy) = setup(&[], "").await;
+    let huge_ext = format!("5;a={}\r\nhello\r\n0\r\n\r\n", "x".repeat(1 << 20));
+    for body in [
+        "ffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+        "-5\r\nhello\r\n0\r\n\r\n",
+        " 5\r\nhello\r\n0\r\n\r\n",
+        "0x5\r\nhello\r\n0\r\n\r\n",
+        "5\r\nhelloXX0\r\n\r\n",
+        "5\nhello\n0\n\n",
+        huge_ext.as_str(),
+    ] {
+        let started = Instant::now();
+        let req = format!(
+            "POST /chunked HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
+        );
+        let (raw, closed) = raw_exchange(proxy.outbound(), req.as_bytes()).await;
+        assert!(closed, "{body:.40?}: the connection stays open: {raw}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{body:.40?}");
+        // Either refused before the backend answered, or the request was
+        // aborted: never a complete request with this body.
+        assert!(
+            statuses(&raw).iter().all(|s| *s >= 400),
+            "{body:.40?}: {raw}"
+        );
+    }
+    assert_eq!(backend.hits(), 0, "{:?}", backend.paths());
+    innocent_ok(&proxy, &backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_lines_and_headers_are_refused_quickly_in_bounded_memory() {
+    let (backend, proxy) = setup(&[], "").await;
+    let many = |n: usize, field: &str| {
+        let mut h = b"GET / HTTP/1.1\r\nHost: web\r\n".to_vec();
+        for i in 0..n {
+            h.extend_from_slice(format!("{field}{i}: a\r\n").as_bytes());
+        }
+        h.extend_from_slice(b"\r\n");
+        h
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "64 KiB request target",
+            format!(
+                "GET /{} HTTP/1.1\r\nHost: web\r\n\r\n",
+                "a".repeat(64 << 10)
+            )
+            .into_bytes(),
+        ),
+        (
+            "1 MiB request target",
+            format!("GET /{} HTTP/1.1\r\nHost: web\r\n\r\n", "a".repeat(1 << 20)).into_bytes(),
+        ),
+        (
+            "one 64 KiB header",
+            format!(
+                "GET / HTTP/1.1\r\nHost: web\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(64 << 10)
+            )
+            .into_bytes(),
+        ),
+        ("101 headers", many(101, "x-h")),
+        ("10,000 headers", many(10_000, "x")),
+        (
+            "1 MiB method",
+            format!("{} / HTTP/1.1\r\nHost: web\r\n\r\n", "G".repeat(1 << 20)).into_bytes(),
+        ),
+    ];
+    for (what, req) in &cases {
+        let started = Instant::now();
+        let (raw, closed) = raw_exchange(proxy.outbound(), req).await;
+        let s = statuses(&raw);
+        assert!(s == [431] || s == [400] || s == [414], "{what}: {raw:.200}");
+        assert!(closed, "{what}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{what}: {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(backend.hits(), 0);
+
+    // 32 clients at once, each sending 1 MiB of head: the proxy holds at
+    // most its 60 KiB limit per connection, so its memory grows by far less
+    // than what was sent (32 MiB).
+    let before = rss_kib(proxy.pid());
+    let big = std::sync::Arc::new(cases[1].1.clone());
+    let clients: Vec<_> = (0..32)
+        .map(|_| {
+            let big = big.clone();
+            let addr = proxy.outbound();
+            tokio::spawn(async move { raw_exchange(addr, &big).await })
+        })
+        .collect();
+    for c in clients {
+        let (raw, _) = c.await.unwrap();
+        assert!(
+            statuses(&raw) == [431] || statuses(&raw) == [400],
+            "{raw:.100}"
+        );
+    }
+    let grown = rss_kib(proxy.pid()).saturating_sub(before);
+    assert!(grown < 16 * 1024, "RSS grew by {grown} KiB");
+    innocent_ok(&proxy, &backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_and_connection_named_headers_are_not_forwarded() {
+    let (backend, proxy) = setup(&[], "").await;
+    let (raw, _) = raw_exchange(
+        proxy.outbound(),
+        b"GET /hop HTTP/1.1\r\nHost: web\r\n\
+          Connection: keep-alive, X-Secret, x-request-id, x-forwarded-client-cert\r\n\
+          Connection: X-Other\r\n\
+          Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers, gzip\r\n\
+          Upgrade: foo/1\r\nProxy-Authorization: Basic eDp5\r\nTrailer: x-t\r\n\
+          X-Secret: 1\r\nX-Other: 2\r\nX-Kept: 3\r\n\r\n\
+          GET /innocent HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&raw), [200, 200], "{raw}");
+    let seen = backend.requests();
+    assert_eq!(seen.len(), 2);
+    let h = &seen[0].headers;
+    for gone in [
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "proxy-authorization",
+        "trailer",
+        "x-secret",
+        "x-other",
+    ] {
+        assert!(h.get(gone).is_none(), "{gone} was forwarded: {h:?}");
+    }
+    assert_eq!(h["te"], "trailers");
+    assert_eq!(h["x-kept"], "3");
+    // The proxy's own header is added whatever the client's Connection says.
+    assert!(h.get("x-request-id").is_some(), "{h:?}");
+    assert!(
+        h.get_all("connection").iter().all(|v| v != "X-Secret"),
+        "{h:?}"
+    );
+    assert_eq!(seen[1].path, "/innocent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_heads_are_closed_by_the_header_read_timeout() {
+    let (backend, proxy) = setup(&["--header-read-timeout", "1s"], "").await;
+    let started = Instant::now();
+    // Twenty connections, each trickling a head one byte every 200 ms (it
+    // would take ~6 s to finish), and one that sends nothing at all.
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let addr = proxy.outbound();
+        slow.push(tokio::spawn(async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            for b in b"GET /slow HTTP/1.1\r\nHost: web\r\nX-Slow: aaaaaaa\r\n\r\n" {
+                if tcp.write_all(std::slice::from_ref(b)).await.is_err() {
+                    return Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            panic!("a slow head was allowed to finish");
+        }));
+    }
+    let silent = {
+        let addr = proxy.outbound();
+        tokio::spawn(async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            let (_, closed) = read_until_closed(&mut tcp, Duration::from_secs(5)).await;
+            assert!(closed, "a silent connection stays open");
+            Instant::now()
+        })
+    };
+    // Meanwhile an innocent client is served.
+    innocent_ok(&proxy, &backend).await;
+    for s in slow {
+        let closed_at = tokio::time::timeout(Duration::from_secs(10), s)
+            .await
+            .expect("slowloris connection still open")
+            .unwrap();
+        let after = closed_at - started;
+        assert!(after < Duration::from_secs(4), "closed after {after:?}");
+    }
+    let after = silent.await.unwrap() - started;
+    assert!(
+        after < Duration::from_secs(4),
+        "silent closed after {after:?}"
+    );
+    assert_eq!(backend.paths(), ["/innocent"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_is_cut_by_the_route_timeout_and_the_slot_released() {
+    let (backend, proxy) = setup(&[], "    timeout: 1s\n    retries: {attempts: 0}\n").await;
+    let started = Instant::now();
+    let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
+    tcp.write_all(b"POST /slow-body HTTP/1.1\r\nHost: web\r\nContent-Length: 1000000\r\n\r\n")
+        .await
+        .unwrap();
+    // One byte every 100 ms (R.U.D.Y.), for 1.5 s.
+    let trickle = async {
+        while tcp.write_all(b"a").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(1500), trickle).await;
+    let (raw, _) = read_until_closed(&mut tcp, Duration::from_millis(500)).await;
+    assert_eq!(statuses(&raw), [504], "{raw}");
+    assert!(raw.contains("x-mesh-response-flags: UT"), "{raw}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The backend never got a whole request, and its side was aborted.
+    assert_eq!(backend.hits(), 0);
+    support::wait_until("the backend saw the body abort", || {
+        backend.aborted.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    innocent_ok(&proxy, &backend).await;
+}

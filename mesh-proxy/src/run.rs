@@ -12,7 +12,7 @@ use http::header::HeaderValue;
 use http::{HeaderName, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{HttpConnector, capture_connection};
 use hyper_util::rt::TokioExecutor;
 use mesh_core::context::PeerIdentity;
 use mesh_core::{BoxError, MeshError};
@@ -430,14 +430,16 @@ fn inbound_service(
                 .authority(app.to_string())
                 .path_and_query(path)
                 .build()?;
+            let captured = capture_connection(&mut req);
             match client.request(req).await {
                 Ok(res) => {
-                    let mut res = res.map(body::boxed);
+                    let mut res =
+                        crate::cluster::ambiguous_framing(res, &captured)?.map(body::boxed);
                     headers::strip_hop_by_hop(res.headers_mut());
                     Ok::<_, BoxError>(res)
                 }
                 Err(e) if e.is_connect() => Err(MeshError::ConnectFailure(Box::new(e)).into()),
-                Err(e) => Err(MeshError::UpstreamReset(Box::new(e)).into()),
+                Err(e) => Err(crate::cluster::upstream_error(e)),
             }
         }
     });

@@ -185,7 +185,13 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
     let mut background = vec![tokio::spawn(admin::serve(admin_listener, proxy.clone()))];
 
     let acceptor = match (&identity, mode) {
-        (Some(store), Some(mode)) => Some(MtlsAcceptor::new(store, mode)?),
+        // A stalled or trickled handshake is the TLS form of slowloris: it
+        // gets the same time as a request head.
+        (Some(store), Some(mode)) => Some(
+            MtlsAcceptor::new(store, mode)?
+                .detect_timeout(header_read_timeout)
+                .handshake_timeout(header_read_timeout),
+        ),
         _ => None,
     };
     let own_id = identity.as_ref().map(|s| s.current().id().to_string());

@@ -11,7 +11,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{ProxyProc, Recorder, cpu_time, raw_exchange, rss_kib, service_at, sidecar, statuses};
+use support::{
+    ProxyProc, Recorder, cpu_time, raw_exchange, rss_kib, service_at, sidecar, statuses,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -68,7 +70,12 @@ async fn frames(tcp: &mut TcpStream, quiet: Duration) -> (Vec<(u8, u8, u32, Vec<
             break;
         }
         let stream = u32::from_be_bytes(raw[at + 5..at + 9].try_into().unwrap()) & 0x7fff_ffff;
-        out.push((raw[at + 3], raw[at + 4], stream, raw[at + 9..at + 9 + len].to_vec()));
+        out.push((
+            raw[at + 3],
+            raw[at + 4],
+            stream,
+            raw[at + 9..at + 9 + len].to_vec(),
+        ));
         at += 9 + len;
     }
     (out, closed)
@@ -137,7 +144,11 @@ async fn rapid_reset_gets_goaway_enhance_your_calm() {
     assert_eq!(goaway(&got), Some(ENHANCE_YOUR_CALM), "{:?}", got.len());
     assert!(closed, "the connection stays open after GOAWAY");
     // Most streams never reached the backend.
-    assert!(backend.hits() < 1_000, "{} reached the backend", backend.hits());
+    assert!(
+        backend.hits() < 1_000,
+        "{} reached the backend",
+        backend.hits()
+    );
     bounded_and_alive(&proxy, &backend, cpu, Duration::from_secs(2), rss).await;
 }
 
@@ -175,7 +186,10 @@ async fn continuation_flood_is_cut_off() {
         cut || closed || goaway(&got).is_some(),
         "16 MiB of header block accepted"
     );
-    assert!(sent < 4 << 20, "the proxy read {sent} bytes of one header block");
+    assert!(
+        sent < 4 << 20,
+        "the proxy read {sent} bytes of one header block"
+    );
     assert!(started.elapsed() < Duration::from_secs(6));
     assert_eq!(backend.hits(), 0);
     bounded_and_alive(&proxy, &backend, cpu, Duration::from_secs(2), rss).await;
@@ -202,7 +216,11 @@ async fn ping_and_settings_floods_stay_bounded() {
     .await;
     let (got, closed) = frames(&mut tcp, Duration::from_secs(2)).await;
     let answered = got.iter().any(|f| f.0 == HEADERS && f.2 == 1);
-    assert!(answered || closed || goaway(&got).is_some(), "{}", got.len());
+    assert!(
+        answered || closed || goaway(&got).is_some(),
+        "{}",
+        got.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -577,3 +577,36 @@ pub fn cpu_time(pid: u32) -> Duration {
     // Clock ticks are 1/100 s on Linux.
     Duration::from_millis(ticks * 10)
 }
+
+/// Makes a dev CA in `dir/ca` and, for each `(spiffe id, name)`, an identity
+/// in `dir/name` (`ca.pem`, `cert.pem`, `key.pem`) with `mesh-proxy certs`.
+pub fn issue_identities(dir: &std::path::Path, ids: &[(&str, &str)]) {
+    let certs = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
+            .arg("certs")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ca = dir.join("ca");
+    certs(&["ca", "--out", ca.to_str().unwrap()]);
+    for (id, name) in ids {
+        let out = dir.join(name);
+        certs(&[
+            "issue",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--id",
+            id,
+            "--out",
+            out.to_str().unwrap(),
+            "--ttl",
+            "1h",
+        ]);
+    }
+}

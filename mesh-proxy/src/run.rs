@@ -477,48 +477,59 @@ fn fingerprint(files: &[PathBuf]) -> Vec<Option<u64>> {
 
 /// Watches the config files (rewritten in place or replaced by a rename)
 /// and reloads on a change, once a burst of writes has settled, or on SIGHUP.
-async fn watch_configs(files: Vec<PathBuf>, proxy: Arc<Proxy>, interval: Duration) {
+///
+/// SIGHUP is taken over here, before the returned future first runs (and so
+/// before `run` says it is ready): a SIGHUP sent right after would otherwise
+/// hit the default action and end the process.
+fn watch_configs(
+    files: Vec<PathBuf>,
+    proxy: Arc<Proxy>,
+    interval: Duration,
+) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut last = fingerprint(&files);
-    loop {
-        let forced = {
-            #[cfg(unix)]
-            {
-                let hangup = async {
-                    match hup.as_mut() {
-                        Some(h) => {
-                            h.recv().await;
-                        }
-                        None => std::future::pending::<()>().await,
-                    }
-                };
-                tokio::select! {
-                    () = tokio::time::sleep(interval) => false,
-                    () = hangup => true,
-                }
-            }
-            #[cfg(not(unix))]
-            {
-                tokio::time::sleep(interval).await;
-                false
-            }
-        };
-        let mut now = fingerprint(&files);
-        if now == last && !forced {
-            continue;
-        }
-        // Debounce: wait until the files stop changing.
+    async move {
         loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let again = fingerprint(&files);
-            if again == now {
-                break;
+            let forced = {
+                #[cfg(unix)]
+                {
+                    let hangup = async {
+                        match hup.as_mut() {
+                            Some(h) => {
+                                h.recv().await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
+                    tokio::select! {
+                        () = tokio::time::sleep(interval) => false,
+                        () = hangup => true,
+                    }
+                }
+                #[cfg(not(unix))]
+                {
+                    tokio::time::sleep(interval).await;
+                    false
+                }
+            };
+            let mut now = fingerprint(&files);
+            if now == last && !forced {
+                continue;
             }
-            now = again;
+            // Debounce a change seen by polling: wait until the files stop
+            // changing. A SIGHUP says the files are ready: reload at once.
+            while !forced {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let again = fingerprint(&files);
+                if again == now {
+                    break;
+                }
+                now = again;
+            }
+            last = now;
+            reload(&files, &proxy);
         }
-        last = now;
-        reload(&files, &proxy);
     }
 }
 

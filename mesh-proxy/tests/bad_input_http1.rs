@@ -292,3 +292,31 @@ async fn a_slow_body_is_cut_by_the_route_timeout_and_the_slot_released() {
     .await;
     innocent_ok(&proxy, &backend).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_xfcc_and_mesh_control_headers_are_stripped_at_inbound() {
+    let app = Recorder::start().await;
+    let proxy = ProxyProc::start(&format!(
+        "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: app}}\nspec:\n  ingress:\n  - port: {{number: 0, name: http}}\n    defaultEndpoint: {}\n",
+        app.addr
+    ));
+    let (raw, _) = raw_exchange(
+        proxy.inbound(),
+        b"GET /in HTTP/1.1\r\nHost: app\r\n\
+          X-Forwarded-Client-Cert: By=spiffe://cluster.local/ns/default/sa/app;URI=spiffe://cluster.local/ns/kube-system/sa/admin\r\n\
+          X-Envoy-Retry-On: 5xx\r\nX-Envoy-Max-Retries: 100\r\nx-envoy-upstream-rq-timeout-ms: 1\r\n\
+          X-Mesh-Response-Flags: UH\r\nx-mesh-anything: 1\r\n\
+          Connection: x-forwarded-client-cert, close\r\nX-Kept: 1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    let seen = app.requests();
+    let h = &seen[0].headers;
+    assert!(h.get("x-forwarded-client-cert").is_none(), "{h:?}");
+    assert!(
+        !h.keys()
+            .any(|k| k.as_str().starts_with("x-envoy-") || k.as_str().starts_with("x-mesh-")),
+        "{h:?}"
+    );
+    assert_eq!(h["x-kept"], "1");
+}

@@ -36,8 +36,8 @@ pub mod dns;
 mod framing;
 mod headers;
 mod metrics;
+mod normalize;
 mod observe;
-mod path;
 mod proxy;
 mod run;
 mod server;
@@ -46,7 +46,7 @@ pub use self::demo::demo;
 #[doc(hidden)]
 pub use self::framing::{fuzz_guard, fuzz_guard_bound};
 #[doc(hidden)]
-pub use self::path::fuzz_normalize;
+pub use self::normalize::fuzz_normalize;
 pub use self::proxy::Proxy;
 pub use self::run::{RunOptions, Running, StartOptions, load_identity, run, start};
 pub use self::server::{HEADER_READ_TIMEOUT, MAX_HEADER_BYTES};

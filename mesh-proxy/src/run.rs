@@ -28,8 +28,8 @@ use crate::body::{self, Body};
 use crate::config::Config;
 use crate::config::model::{self, Direction, MtlsMode};
 use crate::dns::Resolver;
+use crate::normalize::NormalizeRequest;
 use crate::observe::{Observe, ObserveConfig};
-use crate::path::NormalizePath;
 use crate::proxy::{Outbound, Proxy};
 use crate::{admin, config, headers, server};
 
@@ -218,7 +218,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                     None,
                     move |peer| {
                         let svc =
-                            Observe::new(NormalizePath::new(outbound.clone()), observe.clone());
+                            Observe::new(NormalizeRequest::new(outbound.clone()), observe.clone());
                         tower::service_fn(move |req: Request<Incoming>| {
                             svc.clone().oneshot(server::with_peer(req, &peer))
                         })
@@ -242,7 +242,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                     acceptor.clone(),
                     move |peer| {
                         let svc =
-                            Observe::new(NormalizePath::new(inbound.clone()), observe.clone());
+                            Observe::new(NormalizeRequest::new(inbound.clone()), observe.clone());
                         tower::service_fn(move |req: Request<Incoming>| {
                             svc.clone().oneshot(server::with_peer(req, &peer))
                         })

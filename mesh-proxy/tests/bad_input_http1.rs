@@ -320,3 +320,69 @@ async fn client_xfcc_and_mesh_control_headers_are_stripped_at_inbound() {
     );
     assert_eq!(h["x-kept"], "1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_hosts_lowercase_methods_and_unknown_expectations_are_refused() {
+    let (backend, proxy) = setup(&[], "").await;
+    for (head, status) in [
+        ("get / HTTP/1.1\r\nHost: web\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: web\r\nHost: other\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: a@web\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: web:99999\r\n", 400),
+        ("GET http://a@web/ HTTP/1.1\r\nHost: web\r\n", 400),
+        ("GET / HTTP/1.1\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: web\r\nExpect: foo\r\n", 417),
+    ] {
+        let (raw, _) = raw_exchange(
+            proxy.outbound(),
+            format!("{head}Connection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert_eq!(statuses(&raw), [status], "{head:?}: {raw}");
+    }
+    assert_eq!(backend.hits(), 0, "{:?}", backend.paths());
+
+    // An absolute-form target's authority replaces Host, for routing and
+    // for the backend alike.
+    let (raw, _) = raw_exchange(
+        proxy.outbound(),
+        b"GET http://web/abs HTTP/1.1\r\nHost: elsewhere\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    assert_eq!(backend.requests()[0].headers["host"], "web");
+
+    // An h2c upgrade is not forwarded: the request is served over HTTP/1.1.
+    let (raw, _) = raw_exchange(
+        proxy.outbound(),
+        b"GET /h2c HTTP/1.1\r\nHost: web\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    let h = &backend.requests()[1].headers;
+    assert!(
+        h.get("upgrade").is_none() && h.get("http2-settings").is_none(),
+        "{h:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_pipelined_requests_are_answered_in_order() {
+    let (backend, proxy) = setup(&[], "").await;
+    let mut burst = Vec::new();
+    for i in 0..1000 {
+        burst.extend_from_slice(format!("GET /p{i} HTTP/1.1\r\nHost: web\r\n\r\n").as_bytes());
+    }
+    burst.extend_from_slice(GOOD);
+    let started = Instant::now();
+    let (raw, closed) = raw_exchange(proxy.outbound(), &burst).await;
+    assert!(closed);
+    assert_eq!(statuses(&raw).len(), 1001, "{:.300}", raw);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let paths = backend.paths();
+    let want: Vec<String> = (0..1000)
+        .map(|i| format!("/p{i}"))
+        .chain(["/innocent".to_owned()])
+        .collect();
+    assert_eq!(paths, want, "in order");
+}

@@ -1,4 +1,22 @@
-//! Request path normalisation, before routing and authorization.
+//! Request normalisation, before routing and authorization: what the
+//! checks see is what is forwarded.
+//!
+//! # Method
+//!
+//! A method with lower-case letters is refused with 400, as Istio does:
+//! `get` is not `GET` to an AuthorizationPolicy's `methods`, but many apps
+//! treat it as `GET`.
+//!
+//! # Host
+//!
+//! RFC 9112 §3.2: an HTTP/1.1 request without `Host`, with two, or with a
+//! `Host` (or URI authority) carrying userinfo (`a@web`) or a port that is not
+//! a port is refused with 400. An absolute-form target's authority (HTTP/2's
+//! `:authority`) replaces `Host`, so that routing (which reads the authority
+//! first), authorization and the app all see one value. An `Expect` other
+//! than `100-continue` is answered 417 (RFC 9110 §10.1.1).
+//!
+//! # Path
 //!
 //! A DENY rule on `/admin` means nothing if `//admin`, `/%61dmin` or
 //! `/x/../admin` reach an app that reads them as `/admin` (Envoy
@@ -20,7 +38,8 @@
 //!
 //! Paths stay case-sensitive, as Istio's `paths` are: `/ADMIN` is not `/admin`
 //! (an app that folds case needs its rules written for that). The query is
-//! kept as sent.
+//! kept as sent. Path parameters (`/admin;x`) are kept in the forwarded path;
+//! authorization (mesh-tls) matches policies against the path without them.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -127,8 +146,88 @@ fn needs_work(path: &[u8]) -> bool {
     })
 }
 
+/// Why a request is refused, and with which status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Refusal(StatusCode, &'static str);
+
+impl From<BadPath> for Refusal {
+    fn from(e: BadPath) -> Self {
+        Refusal(StatusCode::BAD_REQUEST, e.0)
+    }
+}
+
+/// The request with its method, host and path checked and normalised (see
+/// the module docs), or why it is refused.
+fn normalize_request<B>(req: Request<B>) -> Result<Request<B>, Refusal> {
+    let bad = |why| Refusal(StatusCode::BAD_REQUEST, why);
+    if req
+        .method()
+        .as_str()
+        .bytes()
+        .any(|b| b.is_ascii_lowercase())
+    {
+        return Err(bad("lower-case letters in the method"));
+    }
+    let mut req = req;
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let host = hosts.next().cloned();
+    if hosts.next().is_some() {
+        return Err(bad("more than one Host"));
+    }
+    match req.uri().authority() {
+        Some(authority) => {
+            check_authority(authority)?;
+            // The target's authority wins over `Host` (RFC 9112 §3.2.2).
+            let value = http::HeaderValue::from_str(authority.as_str())
+                .map_err(|_| bad("invalid authority"))?;
+            req.headers_mut().insert(http::header::HOST, value);
+        }
+        None => match &host {
+            Some(h) => {
+                let authority = h
+                    .to_str()
+                    .ok()
+                    .and_then(|h| h.parse::<http::uri::Authority>().ok())
+                    .ok_or(bad("invalid Host"))?;
+                check_authority(&authority)?;
+            }
+            None if req.version() == http::Version::HTTP_11 => {
+                return Err(bad("no Host"));
+            }
+            None => {}
+        },
+    }
+    if let Some(expect) = req.headers().get(http::header::EXPECT)
+        && !expect.as_bytes().eq_ignore_ascii_case(b"100-continue")
+    {
+        return Err(Refusal(
+            StatusCode::EXPECTATION_FAILED,
+            "unknown expectation",
+        ));
+    }
+    Ok(normalize_path(req)?)
+}
+
+/// Refuses userinfo and a port that is not a port.
+fn check_authority(authority: &http::uri::Authority) -> Result<(), Refusal> {
+    if authority.as_str().contains('@') {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "userinfo in the authority",
+        ));
+    }
+    // (`Authority::port` is `None` for a port over 65535, so look at the text.)
+    if let Some((_, port)) = authority.as_str().rsplit_once(':')
+        && !port.contains(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(Refusal(StatusCode::BAD_REQUEST, "invalid port"));
+    }
+    Ok(())
+}
+
 /// The request with its path normalised, or why it is refused.
-fn normalize_request<B>(mut req: Request<B>) -> Result<Request<B>, BadPath> {
+fn normalize_path<B>(mut req: Request<B>) -> Result<Request<B>, BadPath> {
     let Some(pq) = req.uri().path_and_query() else {
         return Ok(req);
     };
@@ -158,22 +257,22 @@ pub fn fuzz_normalize(path: &str) -> Result<String, &'static str> {
     normalize(path).map(Cow::into_owned).map_err(|e| e.0)
 }
 
-/// Normalises each request's path before `inner` (routing, authorization)
-/// sees it; a refused path is answered 400 here.
+/// Normalises each request (see the module docs) before `inner` (routing,
+/// authorization) sees it; a refused request is answered here.
 #[derive(Clone, Debug)]
-pub(crate) struct NormalizePath<S> {
+pub(crate) struct NormalizeRequest<S> {
     inner: S,
 }
 
-impl<S> NormalizePath<S> {
+impl<S> NormalizeRequest<S> {
     pub(crate) fn new(inner: S) -> Self {
-        NormalizePath { inner }
+        NormalizeRequest { inner }
     }
 }
 
 type Ready = std::future::Ready<Result<Response<Body>, BoxError>>;
 
-impl<S> Service<Request<Body>> for NormalizePath<S>
+impl<S> Service<Request<Body>> for NormalizeRequest<S>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = BoxError>,
     S::Future: Future<Output = Result<Response<Body>, BoxError>>,
@@ -189,10 +288,10 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         match normalize_request(req) {
             Ok(req) => Either::Right(self.inner.call(req)),
-            Err(BadPath(reason)) => {
-                tracing::debug!(reason, "request path refused");
+            Err(Refusal(status, reason)) => {
+                tracing::debug!(reason, "request refused");
                 let mut res = Response::new(body::full(format!("{reason}\n")));
-                *res.status_mut() = StatusCode::BAD_REQUEST;
+                *res.status_mut() = status;
                 Either::Left(std::future::ready(Ok(res)))
             }
         }
@@ -252,5 +351,37 @@ mod tests {
             .unwrap();
         let req = normalize_request(req).unwrap();
         assert_eq!(req.uri().to_string(), "http://web/a/b?x=%2F..//");
+        assert_eq!(req.headers()["host"], "web");
+    }
+}
+
+#[cfg(test)]
+mod head_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn check(req: http::request::Builder) -> Result<Request<()>, StatusCode> {
+        normalize_request(req.body(()).unwrap()).map_err(|r| r.0)
+    }
+
+    #[test]
+    fn methods_hosts_and_expectations() {
+        let get = |host: &str| Request::get("/").header("host", host);
+        assert!(check(get("web")).is_ok());
+        assert!(check(get("web:8080")).is_ok());
+        assert_eq!(check(get("web:99999")).unwrap_err(), 400);
+        assert_eq!(check(get("a@web")).unwrap_err(), 400);
+        assert_eq!(check(get("a b")).unwrap_err(), 400);
+        assert_eq!(check(get("web").header("host", "other")).unwrap_err(), 400);
+        assert_eq!(check(Request::get("/")).unwrap_err(), 400);
+        assert!(check(Request::get("/").version(http::Version::HTTP_10)).is_ok());
+        assert_eq!(check(get("web").method("get")).unwrap_err(), 400);
+        assert!(check(get("web").method("PURGE")).is_ok());
+        assert_eq!(check(get("web").header("expect", "foo")).unwrap_err(), 417);
+        assert!(check(get("web").header("expect", "100-Continue")).is_ok());
+        let req = check(Request::get("http://web/x").header("host", "other")).unwrap();
+        assert_eq!(req.headers()["host"], "web");
+        assert_eq!(check(Request::get("http://a@web/x")).unwrap_err(), 400);
     }
 }

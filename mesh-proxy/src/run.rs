@@ -519,13 +519,15 @@ fn watch_configs(
             }
             // Debounce a change seen by polling: wait until the files stop
             // changing. A SIGHUP says the files are ready: reload at once.
-            while !forced {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let again = fingerprint(&files);
-                if again == now {
-                    break;
+            if !forced {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let again = fingerprint(&files);
+                    if again == now {
+                        break;
+                    }
+                    now = again;
                 }
-                now = again;
             }
             last = now;
             reload(&files, &proxy);

@@ -252,3 +252,123 @@ async fn empty_data_frames_and_too_many_streams_stay_bounded() {
     drop(tcp);
     bounded_and_alive(&proxy, &backend, cpu, Duration::from_secs(3), rss).await;
 }
+
+/// A literal header field without indexing, with a new name.
+fn literal(name: &[u8], value: &[u8]) -> Vec<u8> {
+    assert!(name.len() < 127 && value.len() < 127);
+    let mut out = vec![0x00, name.len() as u8];
+    out.extend_from_slice(name);
+    out.push(value.len() as u8);
+    out.extend_from_slice(value);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpack_bomb_is_refused_without_decoding_it_all() {
+    let (backend, proxy) = setup().await;
+    let (cpu, rss) = (cpu_time(proxy.pid()), rss_kib(proxy.pid()));
+    let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
+    // One 4,000-byte entry put in the dynamic table, then referenced 4,000
+    // times: 16 KB on the wire, 16 MB decoded (CVE-2016-6581).
+    let mut block = GET_BLOCK.to_vec();
+    block.extend_from_slice(&[0x40, 0x03, b'x', b'-', b'b', 0x7f, 0xa1, 0x1e]);
+    block.extend(std::iter::repeat_n(b'a', 4000));
+    block.extend(std::iter::repeat_n(0xbe, 4000));
+    let mut burst = start();
+    burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
+    send(&mut tcp, &burst).await;
+    let (got, closed) = frames(&mut tcp, Duration::from_secs(2)).await;
+    let refused = got.iter().any(|f| f.0 == RST_STREAM && f.2 == 1)
+        || got
+            .iter()
+            .any(|f| f.0 == HEADERS && f.2 == 1 && f.3.first() == Some(&0x8f))
+        || goaway(&got).is_some()
+        || closed;
+    assert!(refused, "{got:?}");
+    assert_eq!(backend.hits(), 0);
+    bounded_and_alive(&proxy, &backend, cpu, Duration::from_secs(2), rss).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_h2_requests_never_reach_the_backend() {
+    let (backend, proxy) = setup().await;
+    let with = |extra: &[u8]| {
+        let mut b = GET_BLOCK.to_vec();
+        b.extend_from_slice(extra);
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("connection header", with(&literal(b"connection", b"close"))),
+        (
+            "transfer-encoding",
+            with(&literal(b"transfer-encoding", b"chunked")),
+        ),
+        ("upper-case name", with(&literal(b"X-A", b"1"))),
+        ("te: gzip", with(&literal(b"te", b"gzip"))),
+        ("CR LF in a value", with(&literal(b"x-a", b"a\r\nx-b: 1"))),
+        ("pseudo-header after a field", {
+            let mut b = literal(b"x-a", b"1");
+            b.extend_from_slice(GET_BLOCK);
+            b
+        }),
+        ("no :path", vec![0x82, 0x86, 0x41, 0x03, b'w', b'e', b'b']),
+        ("two :method", with(&[0x83])),
+    ];
+    let mut burst = start();
+    for (i, (_, block)) in cases.iter().enumerate() {
+        let id = 2 * u32::try_from(i).unwrap() + 1;
+        burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, id, block));
+    }
+    let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
+    send(&mut tcp, &burst).await;
+    let (got, _) = frames(&mut tcp, Duration::from_secs(2)).await;
+    for (i, (what, _)) in cases.iter().enumerate() {
+        let id = 2 * u32::try_from(i).unwrap() + 1;
+        let answered_ok = got
+            .iter()
+            .any(|f| f.0 == HEADERS && f.2 == id && f.3.first() == Some(&0x88));
+        assert!(!answered_ok, "{what} was answered 200");
+    }
+    assert_eq!(backend.hits(), 0, "{:?}", backend.paths());
+
+    // `:authority` wins over a `host` field, for routing and the backend.
+    let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
+    let mut burst = start();
+    burst.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &with(&literal(b"host", b"elsewhere")),
+    ));
+    send(&mut tcp, &burst).await;
+    let (got, _) = frames(&mut tcp, Duration::from_secs(1)).await;
+    // 0x88 is `:status 200` from the static table.
+    assert!(
+        got.iter()
+            .any(|f| f.0 == HEADERS && f.2 == 1 && f.3.first() == Some(&0x88)),
+        "{got:?}"
+    );
+    assert_eq!(backend.requests()[0].headers["host"], "web");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_preface_is_closed() {
+    let (backend, proxy) = setup().await;
+    for preface in [
+        &b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"[..],
+        &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff\xff"[..],
+    ] {
+        let (raw, closed) = raw_exchange(proxy.outbound(), preface).await;
+        assert!(closed, "{raw}");
+        assert!(!raw.contains(" 200 "), "{raw}");
+    }
+    assert_eq!(backend.hits(), 0);
+    bounded_and_alive(
+        &proxy,
+        &backend,
+        cpu_time(proxy.pid()),
+        Duration::from_secs(1),
+        rss_kib(proxy.pid()),
+    )
+    .await;
+}

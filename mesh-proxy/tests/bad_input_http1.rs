@@ -332,6 +332,15 @@ async fn ambiguous_hosts_lowercase_methods_and_unknown_expectations_are_refused(
         ("GET http://a@web/ HTTP/1.1\r\nHost: web\r\n", 400),
         ("GET / HTTP/1.1\r\n", 400),
         ("GET / HTTP/1.1\r\nHost: web\r\nExpect: foo\r\n", 417),
+        // Refused by the framing guard or hyper's parser.
+        ("GET / HTTP/1.1\r\nHost: web\r\nX A: 1\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: web\r\nX\u{e9}: 1\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: web\r\n: 1\r\n", 400),
+        ("GET /a b HTTP/1.1\r\nHost: web\r\n", 400),
+        ("GET /a\0b HTTP/1.1\r\nHost: web\r\n", 400),
+        ("GET / HTTP/1.2\r\nHost: web\r\n", 400),
+        ("GET / HTTP/2.0\r\nHost: web\r\n", 400),
+        ("GET /\r\n", 400),
     ] {
         let (raw, _) = raw_exchange(
             proxy.outbound(),
@@ -385,4 +394,26 @@ async fn a_thousand_pipelined_requests_are_answered_in_order() {
         .chain(["/innocent".to_owned()])
         .collect();
     assert_eq!(paths, want, "in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_after_a_body_is_its_own_request() {
+    // H1-08: what follows a Content-Length body is the next request, and
+    // goes through routing and the rest on its own; it never rides inside
+    // the first upstream request.
+    let (backend, proxy) = setup(&[], "").await;
+    let (raw, _) = raw_exchange(
+        proxy.outbound(),
+        b"POST /first HTTP/1.1\r\nHost: web\r\nContent-Length: 2\r\n\r\nhi\
+          GET /second HTTP/1.1\r\nHost: nowhere\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // The second names an unknown host: its own 502 `NR`.
+    assert_eq!(statuses(&raw), [200, 502], "{raw}");
+    let seen = backend.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].path.as_str(), &seen[0].body[..]),
+        ("/first", &b"hi"[..])
+    );
 }

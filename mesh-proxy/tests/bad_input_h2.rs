@@ -372,3 +372,33 @@ async fn a_broken_preface_is_closed() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_you_reset_gets_goaway() {
+    // CVE-2025-8671: frames that make the *server* reset streams — here a
+    // WINDOW_UPDATE of 0 on each new stream — 3,000 times: never more than
+    // the local-error reset limit (1024) before the connection ends.
+    const WINDOW_UPDATE: u8 = 0x8;
+    let (backend, proxy) = setup().await;
+    let (cpu, rss) = (cpu_time(proxy.pid()), rss_kib(proxy.pid()));
+    let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
+    let mut burst = start();
+    for i in 0..3_000u32 {
+        let id = 2 * i + 1;
+        burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, id, GET_BLOCK));
+        burst.extend(frame(WINDOW_UPDATE, 0, id, &0u32.to_be_bytes()));
+    }
+    send(&mut tcp, &burst).await;
+    let (got, closed) = frames(&mut tcp, Duration::from_secs(3)).await;
+    let resets = got.iter().filter(|f| f.0 == RST_STREAM).count();
+    // h2 answers the first zero increment with a connection error
+    // (PROTOCOL_ERROR); the reset limit (ENHANCE_YOUR_CALM) is the backstop.
+    assert!(
+        matches!(goaway(&got), Some(0x1 | ENHANCE_YOUR_CALM)),
+        "{:?}: {resets} resets, closed {closed}",
+        goaway(&got)
+    );
+    assert!(closed);
+    assert!(resets <= 1024 + 100, "{resets} resets before GOAWAY");
+    bounded_and_alive(&proxy, &backend, cpu, Duration::from_secs(3), rss).await;
+}

@@ -417,3 +417,24 @@ async fn a_request_after_a_body_is_its_own_request() {
         ("/first", &b"hi"[..])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_head_timeout() {
+    // hyper's head timer starts when it waits for the next request, so it
+    // also bounds how long a kept-alive connection may idle.
+    let (backend, proxy) = setup(&["--header-read-timeout", "1s"], "").await;
+    let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
+    tcp.write_all(b"GET /first HTTP/1.1\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (raw, closed) = read_until_closed(&mut tcp, Duration::from_secs(3)).await;
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    assert!(closed, "an idle connection stays open");
+    let idle = started.elapsed();
+    assert!(
+        idle > Duration::from_millis(900) && idle < Duration::from_millis(2500),
+        "closed after {idle:?}"
+    );
+    assert_eq!(backend.paths(), ["/first"]);
+}

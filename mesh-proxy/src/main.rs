@@ -39,6 +39,9 @@ enum Command {
         /// connection is closed (slowloris guard).
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         header_read_timeout: std::time::Duration,
+        /// Connections each listener serves at once; more are closed on accept.
+        #[arg(long, default_value_t = mesh_proxy::MAX_CONNECTIONS, value_parser = clap::value_parser!(usize))]
+        max_connections: usize,
     },
     /// Runs the whole mesh on this machine for ten seconds and shows what it did.
     Demo {
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
             dns,
             max_request_headers_kb,
             header_read_timeout,
+            max_connections,
         } => {
             init_tracing();
             let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
                 dns,
                 max_header_bytes: max_request_headers_kb as usize * 1024,
                 header_read_timeout,
+                max_connections,
                 ..mesh_proxy::RunOptions::new(configs)
             };
             match rt.block_on(mesh_proxy::run(options)) {

@@ -56,6 +56,9 @@ pub struct RunOptions {
     /// How long a client may take to send a request head (default
     /// [`HEADER_READ_TIMEOUT`](crate::server::HEADER_READ_TIMEOUT), 10 s).
     pub header_read_timeout: Duration,
+    /// Connections each listener serves at once (default
+    /// [`MAX_CONNECTIONS`](crate::server::MAX_CONNECTIONS), 10,000).
+    pub max_connections: usize,
 }
 
 impl RunOptions {
@@ -70,6 +73,7 @@ impl RunOptions {
             dns: None,
             max_header_bytes: server::MAX_HEADER_BYTES,
             header_read_timeout: server::HEADER_READ_TIMEOUT,
+            max_connections: server::MAX_CONNECTIONS,
         }
     }
 }
@@ -141,6 +145,8 @@ pub struct StartOptions {
     pub max_header_bytes: usize,
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// Connections each listener serves at once.
+    pub max_connections: usize,
 }
 
 impl StartOptions {
@@ -154,6 +160,7 @@ impl StartOptions {
             access_log: true,
             max_header_bytes: server::MAX_HEADER_BYTES,
             header_read_timeout: server::HEADER_READ_TIMEOUT,
+            max_connections: server::MAX_CONNECTIONS,
         }
     }
 }
@@ -167,10 +174,12 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
         access_log,
         max_header_bytes,
         header_read_timeout,
+        max_connections,
     } = options;
     let limits = server::Limits {
         max_header_bytes,
         header_read_timeout,
+        max_connections,
     };
     let listeners = config.listeners.clone();
     let mode = inbound_mode(&config, identity.is_some())?;
@@ -293,6 +302,7 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
                 .map_or_else(Resolver::system, Resolver::with_server),
             max_header_bytes: options.max_header_bytes,
             header_read_timeout: options.header_read_timeout,
+            max_connections: options.max_connections,
             ..StartOptions::new(options.admin)
         },
     )

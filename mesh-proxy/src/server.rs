@@ -32,6 +32,11 @@ pub const MAX_HEADER_BYTES: usize = 60 * 1024;
 /// generous for them and short for an attacker (hyper's own default is 30 s).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connections a listener serves at once (Envoy's edge example); one more
+/// is accepted and closed at once, so that a flood of idle connections costs
+/// a bounded amount of memory and file descriptors.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
 /// HTTP/2 streams a client may have open at once: Envoy's edge value (hyper's
 /// default, 200, is "not part of stability").
 const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
@@ -54,6 +59,8 @@ pub(crate) struct Limits {
     pub(crate) max_header_bytes: usize,
     /// See [`HEADER_READ_TIMEOUT`].
     pub(crate) header_read_timeout: Duration,
+    /// See [`MAX_CONNECTIONS`].
+    pub(crate) max_connections: usize,
 }
 
 /// Serves `listener` with services made by `make` (one per connection, given
@@ -80,6 +87,7 @@ pub(crate) async fn serve<M, S>(
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let make = std::sync::Arc::new(make);
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -94,11 +102,18 @@ pub(crate) async fn serve<M, S>(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(peer = %peer, "connection limit reached; closing");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let watcher = graceful.watcher();
         let make = make.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            // Held until the connection ends.
+            let _slot = slot;
             let (stream, info) = match tls {
                 None => (
                     InboundStream::Plain(tcp),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::{
     ProxyProc, Recorder, raw_exchange, read_until_closed, rss_kib, service_at, sidecar, statuses,
 };
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const GOOD: &[u8] = b"GET /innocent HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n";
@@ -437,4 +437,47 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_head_timeout() {
         "closed after {idle:?}"
     );
     assert_eq!(backend.paths(), ["/first"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_listener_limit_are_closed_at_once() {
+    let (backend, proxy) = setup(&["--max-connections", "20"], "").await;
+    let rss_before = rss_kib(proxy.pid());
+    // Twenty idle connections hold every slot (each is served: a request
+    // and its answer show the proxy has it).
+    let mut idle = Vec::new();
+    for i in 0..20 {
+        let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
+        tcp.write_all(format!("GET /idle{i} HTTP/1.1\r\nHost: web\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !raw.ends_with(b"\r\n\r\nok") {
+            let n = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&raw));
+            raw.extend_from_slice(&buf[..n]);
+        }
+        idle.push(tcp);
+    }
+    // One more is closed without an answer.
+    let started = Instant::now();
+    let (raw, closed) = raw_exchange(proxy.outbound(), GOOD).await;
+    assert!(closed && raw.is_empty(), "{raw}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(
+        rss_kib(proxy.pid()).saturating_sub(rss_before) < 8 * 1024,
+        "20 idle connections cost more than 8 MiB"
+    );
+    // A slot freed is a slot taken.
+    drop(idle.pop());
+    support::wait_until_async("a freed slot serves again", || async {
+        let (raw, _) = raw_exchange(proxy.outbound(), GOOD).await;
+        statuses(&raw) == [200]
+    })
+    .await;
+    assert_eq!(backend.paths().last().unwrap(), "/innocent");
 }

@@ -610,3 +610,16 @@ pub fn issue_identities(dir: &std::path::Path, ids: &[(&str, &str)]) {
         ]);
     }
 }
+
+/// Like [`wait_until`], with an async check (polled every 10 ms, 5 s).
+pub async fn wait_until_async<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

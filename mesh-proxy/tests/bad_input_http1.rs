@@ -147,7 +147,7 @@ async fn oversized_request_lines_and_headers_are_refused_quickly_in_bounded_memo
         assert!(s == [431] || s == [400] || s == [414], "{what}: {raw:.200}");
         assert!(closed, "{what}");
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < Duration::from_secs(2),
             "{what}: {:?}",
             started.elapsed()
         );
@@ -467,7 +467,7 @@ async fn connections_past_the_listener_limit_are_closed_at_once() {
     let started = Instant::now();
     let (raw, closed) = raw_exchange(proxy.outbound(), GOOD).await;
     assert!(closed && raw.is_empty(), "{raw}");
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(2));
     assert!(
         rss_kib(proxy.pid()).saturating_sub(rss_before) < 8 * 1024,
         "20 idle connections cost more than 8 MiB"

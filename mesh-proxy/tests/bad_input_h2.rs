@@ -402,3 +402,31 @@ async fn made_you_reset_gets_goaway() {
     assert!(resets <= 1024 + 100, "{resets} resets before GOAWAY");
     bounded_and_alive(&proxy, &backend, cpu, Duration::from_secs(3), rss).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_length_that_the_data_does_not_match_is_never_forwarded_whole() {
+    // H2.CL desync: `content-length: 10` with 3 bytes of DATA, and with 20.
+    let (backend, proxy) = setup().await;
+    let post = |len: &[u8]| {
+        let mut b = vec![0x83, 0x86, 0x84, 0x41, 0x03, b'w', b'e', b'b'];
+        b.extend(literal(b"content-length", len));
+        b
+    };
+    let mut burst = start();
+    burst.extend(frame(HEADERS, END_HEADERS, 1, &post(b"10")));
+    burst.extend(frame(DATA, END_STREAM, 1, b"abc"));
+    burst.extend(frame(HEADERS, END_HEADERS, 3, &post(b"10")));
+    burst.extend(frame(DATA, END_STREAM, 3, &[b'x'; 20]));
+    let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
+    send(&mut tcp, &burst).await;
+    let (got, _) = frames(&mut tcp, Duration::from_secs(2)).await;
+    for id in [1, 3] {
+        assert!(
+            !got.iter()
+                .any(|f| f.0 == HEADERS && f.2 == id && f.3.first() == Some(&0x88)),
+            "stream {id} answered 200"
+        );
+    }
+    // The backend got no request with a whole body of either length.
+    assert_eq!(backend.hits(), 0, "{:?}", backend.requests());
+}

@@ -10,7 +10,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    ProxyProc, Recorder, raw_exchange, read_until_closed, rss_kib, service_at, sidecar, statuses,
+    Client, ProxyProc, Recorder, raw_exchange, read_until_closed, rss_kib, service_at, sidecar,
+    statuses,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -480,4 +481,50 @@ async fn connections_past_the_listener_limit_are_closed_at_once() {
     })
     .await;
     assert_eq!(backend.paths().last().unwrap(), "/innocent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_does_not_make_the_proxy_buffer() {
+    // S-03: a 64 MiB response to a client that reads nothing. The proxy
+    // reads from the upstream only as fast as the client takes it, so its
+    // memory stays flat and the upstream is back-pressured.
+    static BIG: std::sync::LazyLock<&'static [u8]> = std::sync::LazyLock::new(|| {
+        let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 64 << 20).into_bytes();
+        r.resize(r.len() + (64 << 20), b'x');
+        Box::leak(r.into_boxed_slice())
+    });
+    let upstream = support::RawBackend::start(vec![], support::Reply::Send(&BIG)).await;
+    let proxy = ProxyProc::start(&format!(
+        "{}{}",
+        sidecar(),
+        service_at("web", &[(upstream.addr, "v1")])
+    ));
+    let rss_before = rss_kib(proxy.pid());
+    let mut stuck = Vec::new();
+    for _ in 0..4 {
+        let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
+        tcp.write_all(b"GET /big HTTP/1.1\r\nHost: web\r\n\r\n")
+            .await
+            .unwrap();
+        stuck.push(tcp);
+    }
+    support::wait_until("the upstream got the four requests", || {
+        upstream.heads() == 4
+    })
+    .await;
+    // Give the proxy time to read all it would (it would take 256 MiB).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let grown = rss_kib(proxy.pid()).saturating_sub(rss_before);
+    assert!(
+        grown < 32 * 1024,
+        "RSS grew by {grown} KiB for 4 stuck clients"
+    );
+    // Another client is served meanwhile (a small answer from the same
+    // upstream would be 64 MiB too: just check the proxy answers at once).
+    let (status, _) = Client::new()
+        .try_get(proxy.admin, "admin", "/ready")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    drop(stuck);
 }

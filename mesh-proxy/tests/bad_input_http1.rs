@@ -362,6 +362,21 @@ async fn ambiguous_hosts_lowercase_methods_and_unknown_expectations_are_refused(
     assert_eq!(statuses(&raw), [200], "{raw}");
     assert_eq!(backend.requests()[0].headers["host"], "web");
 
+    // Host names match case-insensitively; an unknown one is 502 `NR`.
+    let (raw, _) = raw_exchange(
+        proxy.outbound(),
+        b"GET /upper HTTP/1.1\r\nHost: WEB\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    let (raw, _) = raw_exchange(
+        proxy.outbound(),
+        b"GET / HTTP/1.1\r\nHost: nowhere\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&raw), [502], "{raw}");
+    assert!(raw.contains("x-mesh-response-flags: NR"), "{raw}");
+
     // An h2c upgrade is not forwarded: the request is served over HTTP/1.1.
     let (raw, _) = raw_exchange(
         proxy.outbound(),

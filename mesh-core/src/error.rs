@@ -59,6 +59,7 @@ impl Overload {
 /// | [`FaultAbort`](MeshError::FaultAbort) | the configured status | `FI` |
 /// | [`ConnectFailure`](MeshError::ConnectFailure) | 503 | `UF` |
 /// | [`UpstreamReset`](MeshError::UpstreamReset) | 503 | `UR` |
+/// | [`UpstreamConnectionTermination`](MeshError::UpstreamConnectionTermination) | 503 | `UC` |
 /// | [`UpstreamProtocol`](MeshError::UpstreamProtocol) | 502 | `UPE` |
 /// | [`NoRoute`](MeshError::NoRoute) | 404 | `NR` |
 ///
@@ -92,6 +93,9 @@ pub enum MeshError {
     ConnectFailure(BoxError),
     /// The upstream reset the stream or connection before a response.
     UpstreamReset(BoxError),
+    /// The upstream closed the connection before a whole response (Envoy's
+    /// "connection termination").
+    UpstreamConnectionTermination(BoxError),
     /// The upstream spoke the protocol wrongly.
     UpstreamProtocol(BoxError),
     /// No route matched the request.
@@ -109,7 +113,8 @@ impl MeshError {
             | MeshError::NoHealthyEndpoint
             | MeshError::RetryBudgetExhausted
             | MeshError::ConnectFailure(_)
-            | MeshError::UpstreamReset(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | MeshError::UpstreamReset(_)
+            | MeshError::UpstreamConnectionTermination(_) => StatusCode::SERVICE_UNAVAILABLE,
             MeshError::FaultAbort(status) => *status,
             MeshError::UpstreamProtocol(_) => StatusCode::BAD_GATEWAY,
             MeshError::NoRoute => StatusCode::NOT_FOUND,
@@ -128,6 +133,9 @@ impl MeshError {
             MeshError::FaultAbort(_) => ResponseFlag::FaultInjected,
             MeshError::ConnectFailure(_) => ResponseFlag::UpstreamConnectionFailure,
             MeshError::UpstreamReset(_) => ResponseFlag::UpstreamRemoteReset,
+            MeshError::UpstreamConnectionTermination(_) => {
+                ResponseFlag::UpstreamConnectionTermination
+            }
             MeshError::UpstreamProtocol(_) => ResponseFlag::UpstreamProtocolError,
             MeshError::NoRoute => ResponseFlag::NoRouteFound,
         }
@@ -149,6 +157,9 @@ impl MeshError {
             MeshError::UpstreamReset(_) => {
                 "upstream connect error or disconnect/reset before headers. reset reason: remote reset"
             }
+            MeshError::UpstreamConnectionTermination(_) => {
+                "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+            }
             MeshError::UpstreamProtocol(_) => "upstream protocol error",
             MeshError::NoRoute => "",
         }
@@ -161,6 +172,7 @@ impl MeshError {
             self,
             MeshError::ConnectFailure(_)
                 | MeshError::UpstreamReset(_)
+                | MeshError::UpstreamConnectionTermination(_)
                 | MeshError::PerTryTimeout(_)
                 | MeshError::RequestTimeout(_)
         )
@@ -215,6 +227,9 @@ impl fmt::Display for MeshError {
             MeshError::FaultAbort(status) => write!(f, "aborted by fault injection with {status}"),
             MeshError::ConnectFailure(e) => write!(f, "upstream connect failure: {e}"),
             MeshError::UpstreamReset(e) => write!(f, "upstream reset: {e}"),
+            MeshError::UpstreamConnectionTermination(e) => {
+                write!(f, "upstream connection terminated: {e}")
+            }
             MeshError::UpstreamProtocol(e) => write!(f, "upstream protocol error: {e}"),
             MeshError::NoRoute => f.write_str("no route matched"),
         }
@@ -226,6 +241,7 @@ impl StdError for MeshError {
         match self {
             MeshError::ConnectFailure(e)
             | MeshError::UpstreamReset(e)
+            | MeshError::UpstreamConnectionTermination(e)
             | MeshError::UpstreamProtocol(e) => Some(&**e),
             _ => None,
         }
@@ -258,6 +274,11 @@ mod tests {
             (MeshError::FaultAbort(StatusCode::IM_A_TEAPOT), 418, "FI"),
             (MeshError::ConnectFailure(io_err()), 503, "UF"),
             (MeshError::UpstreamReset(io_err()), 503, "UR"),
+            (
+                MeshError::UpstreamConnectionTermination(io_err()),
+                503,
+                "UC",
+            ),
             (MeshError::UpstreamProtocol(io_err()), 502, "UPE"),
             (MeshError::NoRoute, 404, "NR"),
         ];

@@ -19,6 +19,7 @@ use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{CaptureConnection, capture_connection};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use mesh_breaker::outlier::{OutlierDetection, OutlierDetector};
 use mesh_breaker::pool::{ConnectionLimit, ConnectionPoolLayer, PoolLimits};
@@ -504,19 +505,67 @@ impl UpstreamClient {
             parts.path_and_query = Some(PathAndQuery::from_static("/"));
         }
         *req.uri_mut() = Uri::from_parts(parts)?;
+        let captured = capture_connection(&mut req);
         let result = match self {
             UpstreamClient::Plain(c) => c.request(req).await,
             UpstreamClient::Mtls(c) => c.request(req).await,
         };
         match result {
-            Ok(res) => Ok(res),
+            Ok(res) => ambiguous_framing(res, &captured),
             Err(e) if e.is_connect() => match MeshError::find(&e) {
                 Some(MeshError::Overloaded(why)) => Err(MeshError::Overloaded(*why).into()),
                 _ => Err(MeshError::ConnectFailure(Box::new(e)).into()),
             },
-            Err(e) => Err(MeshError::UpstreamReset(Box::new(e)).into()),
+            Err(e) => Err(upstream_error(e)),
         }
     }
+}
+
+/// Refuses a response with both `Content-Length` and `Transfer-Encoding`
+/// (502 `UPE`, as Envoy does): hyper's client reads such a body as chunked
+/// and keeps the length, which would then frame the response to the client
+/// wrongly (response splitting). The connection is poisoned: whatever hyper
+/// made of its bytes, it is never reused.
+pub(crate) fn ambiguous_framing<B>(
+    res: Response<B>,
+    connection: &CaptureConnection,
+) -> Result<Response<B>, BoxError> {
+    let headers = res.headers();
+    if headers.contains_key(http::header::TRANSFER_ENCODING)
+        && headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        if let Some(connected) = connection.connection_metadata().as_ref() {
+            connected.poison();
+        }
+        return Err(MeshError::UpstreamProtocol(
+            "upstream response with both Content-Length and Transfer-Encoding".into(),
+        )
+        .into());
+    }
+    Ok(res)
+}
+
+/// The mesh's error for an upstream request that failed after connecting:
+/// a response hyper could not parse (both `Content-Length` and
+/// `Transfer-Encoding`, two lengths, oversized headers, a bad status line) is
+/// 502 `UPE`; a connection closed before the whole response is 503 `UC`
+/// (Envoy's "connection termination"); anything else a reset, 503 `UR`.
+/// hyper never returns such a connection to the pool.
+pub(crate) fn upstream_error(e: hyper_util::client::legacy::Error) -> BoxError {
+    let mut source = std::error::Error::source(&e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
+                return MeshError::UpstreamProtocol(Box::new(e)).into();
+            }
+            if h.is_incomplete_message() {
+                return MeshError::UpstreamConnectionTermination(Box::new(e)).into();
+            }
+            break;
+        }
+        source = err.source();
+    }
+    MeshError::UpstreamReset(Box::new(e)).into()
 }
 
 /// The endpoints of `service` for `port`, narrowed to `selector`'s labels.

@@ -29,6 +29,7 @@
 //! An HTTP/2 connection (the first head is the prior-knowledge preface) passes
 //! through untouched.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -450,6 +451,9 @@ pub(crate) struct FramingGuard<T> {
     first: bool,
     /// The most bytes a request head may have.
     max_head: usize,
+    /// When the first request head must be complete (see
+    /// [`with_first_head_timeout`](Self::with_first_head_timeout)).
+    first_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> FramingGuard<T> {
@@ -464,7 +468,18 @@ impl<T> FramingGuard<T> {
             phase: Phase::Head(HeadScan::default()),
             first: true,
             max_head: max_head.max(H2_PREFACE_HEAD.len()),
+            first_deadline: None,
         }
+    }
+
+    /// Closes the connection (a read error) if the first request head (or
+    /// the HTTP/2 preface) is not complete within `timeout` of now. Later
+    /// heads are hyper's to time: its `header_read_timeout` starts when it
+    /// waits for a head, but it cannot start for the first one while this
+    /// guard holds the bytes back. Needs a tokio runtime with time enabled.
+    pub(crate) fn with_first_head_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.first_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        self
     }
 
     /// Copies checked bytes to `out`.
@@ -627,6 +642,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
         if out.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
+        if !this.first {
+            this.first_deadline = None;
+        } else if let Some(deadline) = &mut this.first_deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            tracing::debug!("no complete request head in time; closing");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request head timeout",
+            )));
+        }
         loop {
             if this.ready > 0 {
                 this.deliver(out);
@@ -695,6 +721,61 @@ impl<T: AsyncWrite + AsyncRead + Unpin> AsyncWrite for FramingGuard<T> {
         }
         Poll::Ready(Ok(()))
     }
+}
+
+/// Runs a [`FramingGuard`] over `input` as a client would send it, in reads
+/// of a size taken from the first byte, and returns what the guard passes on
+/// to hyper, or `None` if it never came to an end. For the fuzz target and its
+/// seed-corpus test: the oracle is that it never panics, always ends, and never
+/// passes on more than it was given plus one refusal of our own
+/// ([`fuzz_guard_bound`]).
+#[doc(hidden)]
+pub fn fuzz_guard(input: &[u8]) -> Option<Vec<u8>> {
+    /// Plays `data` back in reads of at most `step` bytes.
+    struct Pieces<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+    impl AsyncRead for Pieces<'_> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            out: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = self.step.min(self.data.len()).min(out.remaining());
+            out.put_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Poll::Ready(Ok(()))
+        }
+    }
+    let (step, data) = match input.split_first() {
+        Some((&s, rest)) => (usize::from(s).max(1), rest),
+        None => (1, input),
+    };
+    // A small head limit so that the 431 path is reachable by the fuzzer.
+    let max_head = 64 + step * 16;
+    let mut guard = FramingGuard::new(Pieces { data, step }, max_head);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut out = Vec::new();
+    let mut scratch = [0u8; 512];
+    // Every read makes progress or ends: each returns at least one byte, or
+    // the end (0 bytes), or an error, so this is bounded by the input length.
+    let bound = data.len() + REFUSE_TOO_LARGE_LEN + 2;
+    for _ in 0..bound {
+        let mut buf = ReadBuf::new(&mut scratch);
+        match Pin::new(&mut guard).poll_read(&mut cx, &mut buf) {
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => return Some(out),
+            Poll::Ready(Ok(())) => out.extend_from_slice(buf.filled()),
+            Poll::Ready(Err(_)) | Poll::Pending => return Some(out),
+        }
+    }
+    None
+}
+
+/// The most [`fuzz_guard`] may pass on for an input of `len` bytes.
+#[doc(hidden)]
+pub fn fuzz_guard_bound(len: usize) -> usize {
+    len + REFUSE_TOO_LARGE_LEN
 }
 
 #[cfg(test)]

@@ -1,13 +1,10 @@
-//! Hop-by-hop headers: they describe one connection and are not forwarded;
-//! and the one request-header rule checked here rather than in the framing
-//! guard: a single `Host`.
+//! Hop-by-hop headers: they describe one connection and are not forwarded.
 
-use http::header::HeaderValue;
+use http::HeaderMap;
 use http::header::{
-    CONNECTION, HOST, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
+    CONNECTION, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderMap, Response, StatusCode};
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -25,34 +22,17 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     TE,
 ];
 
-/// Whether a request has more than one `Host` field, which RFC 9112 §3.2
-/// requires a server to answer with 400: two hosts let the proxy route by one
-/// while the upstream reads the other.
-pub(crate) fn duplicate_host(headers: &HeaderMap) -> bool {
-    let mut hosts = headers.get_all(HOST).iter();
-    hosts.next().is_some() && hosts.next().is_some()
-}
-
-/// The answer to a request the proxy will not forward for how it is written:
-/// 400, flag `DPE` (Envoy's downstream protocol error).
-pub(crate) fn downstream_protocol_error(why: &'static str) -> Response<crate::body::Body> {
-    let mut res = Response::new(crate::body::full(why));
-    *res.status_mut() = StatusCode::BAD_REQUEST;
-    res.headers_mut().insert(
-        mesh_core::RESPONSE_FLAGS_HEADER,
-        HeaderValue::from_static("DPE"),
-    );
-    // As after any framing error, the connection is not trusted further.
-    res.headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
-    res.extensions_mut().insert(mesh_core::ResponseFlags::from(
-        mesh_core::ResponseFlag::DownstreamProtocolError,
-    ));
-    res
-}
+/// Headers the proxy itself sets on what it forwards; a client naming them in
+/// `Connection` must not make the proxy drop its own (the hop-by-hop abuse of
+/// Davison 2019: `Connection: close, X-Forwarded-For`).
+const OWN: [HeaderName; 2] = [
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-forwarded-client-cert"),
+];
 
 /// Removes the hop-by-hop headers of RFC 9110 §7.6.1 and every header named
-/// in `Connection`. `TE: trailers` is kept (gRPC needs it end to end).
+/// in `Connection` (except the proxy's own, [`OWN`]). `TE: trailers` is kept
+/// (gRPC needs it end to end).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names present (most messages carry few headers and
     // none or one of these) instead of a lookup per hop-by-hop name.
@@ -74,6 +54,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+            .filter(|n| !OWN.contains(n))
             .collect();
         for name in named {
             headers.remove(name);
@@ -125,6 +106,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_proxys_own_headers_survive_being_named_in_connection() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            "x-request-id, X-Forwarded-Client-Cert, x-a"
+                .parse()
+                .unwrap(),
+        );
+        h.insert("x-request-id", "id".parse().unwrap());
+        h.insert("x-forwarded-client-cert", "By=us".parse().unwrap());
+        h.insert("x-a", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h["x-request-id"], "id");
+        assert_eq!(h["x-forwarded-client-cert"], "By=us");
+        assert!(h.get("x-a").is_none());
+    }
+
     /// The lookup-per-name version this replaced.
     fn reference(headers: &mut HeaderMap) {
         let named: Vec<HeaderName> = headers
@@ -133,6 +132,7 @@ mod tests {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+            .filter(|n| !OWN.contains(n))
             .collect();
         for name in named {
             headers.remove(name);

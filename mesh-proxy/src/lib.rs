@@ -39,6 +39,7 @@ mod framing;
 mod headers;
 pub mod iptables;
 mod metrics;
+mod normalize;
 mod observe;
 mod proxy;
 mod run;
@@ -47,6 +48,10 @@ mod tcp;
 
 pub use self::capture::OutboundPolicy;
 pub use self::demo::demo;
+#[doc(hidden)]
+pub use self::framing::{fuzz_guard, fuzz_guard_bound};
+#[doc(hidden)]
+pub use self::normalize::fuzz_normalize;
 pub use self::proxy::Proxy;
 pub use self::run::{RunOptions, Running, StartOptions, load_identity, run, start};
-pub use self::server::MAX_HEADER_BYTES;
+pub use self::server::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEADER_BYTES};

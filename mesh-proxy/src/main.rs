@@ -40,6 +40,13 @@ enum Command {
         /// refuses it.
         #[arg(long, default_value = "allow-any")]
         outbound_policy: mesh_proxy::OutboundPolicy,
+        /// How long a client may take to send a request head before its
+        /// connection is closed (slowloris guard).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        header_read_timeout: std::time::Duration,
+        /// Connections each listener serves at once; more are closed on accept.
+        #[arg(long, default_value_t = mesh_proxy::MAX_CONNECTIONS, value_parser = clap::value_parser!(usize))]
+        max_connections: usize,
     },
     /// Runs the whole mesh on this machine for ten seconds and shows what it did.
     Demo {
@@ -236,6 +243,8 @@ fn main() -> ExitCode {
             dns,
             max_request_headers_kb,
             outbound_policy,
+            header_read_timeout,
+            max_connections,
         } => {
             init_tracing();
             let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -256,6 +265,8 @@ fn main() -> ExitCode {
                 dns,
                 max_header_bytes: max_request_headers_kb as usize * 1024,
                 outbound_policy,
+                header_read_timeout,
+                max_connections,
                 ..mesh_proxy::RunOptions::new(configs)
             };
             match rt.block_on(mesh_proxy::run(options)) {

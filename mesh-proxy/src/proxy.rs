@@ -876,11 +876,6 @@ impl Service<Request<Body>> for Outbound {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        if headers::duplicate_host(req.headers()) {
-            return Box::pin(std::future::ready(Ok(headers::downstream_protocol_error(
-                "more than one Host header\n",
-            ))));
-        }
         let snapshot = self.proxy.snapshot();
         headers::strip_hop_by_hop(req.headers_mut());
         let dst = req.extensions().get::<OriginalDst>().map(|d| d.0);

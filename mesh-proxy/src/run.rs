@@ -12,7 +12,7 @@ use http::header::HeaderValue;
 use http::{HeaderName, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{HttpConnector, capture_connection};
 use hyper_util::rt::TokioExecutor;
 use mesh_core::context::PeerIdentity;
 use mesh_core::{BoxError, MeshError};
@@ -30,6 +30,7 @@ use crate::capture::{self, Capture, OriginalDst, OutboundPolicy};
 use crate::config::Config;
 use crate::config::model::{self, Direction, MtlsMode};
 use crate::dns::Resolver;
+use crate::normalize::NormalizeRequest;
 use crate::observe::LogBody;
 use crate::observe::{Observe, ObserveConfig};
 use crate::proxy::{Outbound, Proxy};
@@ -60,6 +61,12 @@ pub struct RunOptions {
     pub max_header_bytes: usize,
     /// What capture listeners do with traffic no service claims.
     pub outbound_policy: OutboundPolicy,
+    /// How long a client may take to send a request head (default
+    /// [`HEADER_READ_TIMEOUT`](crate::server::HEADER_READ_TIMEOUT), 10 s).
+    pub header_read_timeout: Duration,
+    /// Connections each listener serves at once (default
+    /// [`MAX_CONNECTIONS`](crate::server::MAX_CONNECTIONS), 10,000).
+    pub max_connections: usize,
 }
 
 impl RunOptions {
@@ -74,6 +81,8 @@ impl RunOptions {
             dns: None,
             max_header_bytes: server::MAX_HEADER_BYTES,
             outbound_policy: OutboundPolicy::default(),
+            header_read_timeout: server::HEADER_READ_TIMEOUT,
+            max_connections: server::MAX_CONNECTIONS,
         }
     }
 }
@@ -149,6 +158,10 @@ pub struct StartOptions {
     pub max_header_bytes: usize,
     /// What capture listeners do with traffic no service claims.
     pub outbound_policy: OutboundPolicy,
+    /// How long a client may take to send a request head.
+    pub header_read_timeout: Duration,
+    /// Connections each listener serves at once.
+    pub max_connections: usize,
 }
 
 impl StartOptions {
@@ -162,6 +175,8 @@ impl StartOptions {
             access_log: true,
             max_header_bytes: server::MAX_HEADER_BYTES,
             outbound_policy: OutboundPolicy::default(),
+            header_read_timeout: server::HEADER_READ_TIMEOUT,
+            max_connections: server::MAX_CONNECTIONS,
         }
     }
 }
@@ -175,7 +190,14 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
         access_log,
         max_header_bytes,
         outbound_policy,
+        header_read_timeout,
+        max_connections,
     } = options;
+    let limits = server::Limits {
+        max_header_bytes,
+        header_read_timeout,
+        max_connections,
+    };
     let listeners = config.listeners.clone();
     let mode = inbound_mode(&config, identity.is_some())?;
     let authz = authorization(&config);
@@ -191,7 +213,13 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
     background.extend(access_log.as_ref().map(AccessLog::spawn_flusher));
 
     let acceptor = match (&identity, mode) {
-        (Some(store), Some(mode)) => Some(MtlsAcceptor::new(store, mode)?),
+        // A stalled or trickled handshake is the TLS form of slowloris: it
+        // gets the same time as a request head.
+        (Some(store), Some(mode)) => Some(
+            MtlsAcceptor::new(store, mode)?
+                .detect_timeout(header_read_timeout)
+                .handshake_timeout(header_read_timeout),
+        ),
         _ => None,
     };
     let own_id = identity.as_ref().map(|s| s.current().id().to_string());
@@ -199,7 +227,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
     let capture = Arc::new(Capture {
         proxy: proxy.clone(),
         policy: outbound_policy,
-        max_header_bytes,
+        limits,
     });
     let mut serving = Vec::new();
     let mut bound = Vec::new();
@@ -221,7 +249,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                 serving.push(tokio::spawn(capture::serve_outbound(
                     tcp,
                     capture.clone(),
-                    captured_http(Observe::new(outbound, observe)),
+                    captured_http(Observe::new(NormalizeRequest::new(outbound), observe)),
                     shutdown.clone(),
                 )));
             }
@@ -236,7 +264,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                     tcp,
                     acceptor.clone(),
                     capture.clone(),
-                    captured_http(Observe::new(inbound, observe)),
+                    captured_http(Observe::new(NormalizeRequest::new(inbound), observe)),
                     shutdown.clone(),
                 )));
             }
@@ -251,13 +279,14 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                     tcp,
                     None,
                     move |peer| {
-                        let svc = Observe::new(outbound.clone(), observe.clone());
+                        let svc =
+                            Observe::new(NormalizeRequest::new(outbound.clone()), observe.clone());
                         tower::service_fn(move |req: Request<Incoming>| {
                             svc.clone().oneshot(server::with_peer(req, &peer))
                         })
                     },
                     shutdown.clone(),
-                    max_header_bytes,
+                    limits,
                 )));
             }
             Direction::Inbound => {
@@ -274,13 +303,14 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                     tcp,
                     acceptor.clone(),
                     move |peer| {
-                        let svc = Observe::new(inbound.clone(), observe.clone());
+                        let svc =
+                            Observe::new(NormalizeRequest::new(inbound.clone()), observe.clone());
                         tower::service_fn(move |req: Request<Incoming>| {
                             svc.clone().oneshot(server::with_peer(req, &peer))
                         })
                     },
                     shutdown.clone(),
-                    max_header_bytes,
+                    limits,
                 )));
             }
         }
@@ -334,6 +364,8 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
                 .map_or_else(Resolver::system, Resolver::with_server),
             max_header_bytes: options.max_header_bytes,
             outbound_policy: options.outbound_policy,
+            header_read_timeout: options.header_read_timeout,
+            max_connections: options.max_connections,
             ..StartOptions::new(options.admin)
         },
     )
@@ -435,6 +467,24 @@ fn xfcc(own: &str, req: &Request<Body>) -> Option<HeaderValue> {
     .ok()
 }
 
+/// Removes the mesh's control headers (`x-envoy-*`, `x-mesh-*`) a caller
+/// sent: they steer or describe proxies (retries, timeouts, response flags),
+/// and an app behind the inbound listener must not take a caller's word for
+/// them (Envoy sanitises the same family from untrusted peers).
+fn strip_control_headers(headers: &mut http::HeaderMap) {
+    let control = |name: &HeaderName| {
+        let n = name.as_str();
+        n.starts_with("x-envoy-") || n.starts_with("x-mesh-")
+    };
+    if !headers.keys().any(control) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| control(n)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
 /// The inbound path: authorization, the caller's identity in
 /// `x-forwarded-client-cert`, then the local app.
 fn inbound_service(
@@ -451,6 +501,7 @@ fn inbound_service(
         let client = client.clone();
         // Only the handshake tells who called: drop what the caller claims.
         req.headers_mut().remove(XFCC);
+        strip_control_headers(req.headers_mut());
         if let Some(own) = &own_id
             && let Some(value) = xfcc(own, &req)
         {
@@ -462,13 +513,7 @@ fn inbound_service(
                 .get::<OriginalDst>()
                 .map(|d| capture::app_address(d.0))
         });
-        let duplicate_host = headers::duplicate_host(req.headers());
         async move {
-            if duplicate_host {
-                return Ok(headers::downstream_protocol_error(
-                    "more than one Host header\n",
-                ));
-            }
             let app = app.ok_or("an inbound request without an app address")?;
             headers::strip_hop_by_hop(req.headers_mut());
             *req.version_mut() = http::Version::HTTP_11;
@@ -478,14 +523,16 @@ fn inbound_service(
                 .authority(app.to_string())
                 .path_and_query(path)
                 .build()?;
+            let captured = capture_connection(&mut req);
             match client.request(req).await {
                 Ok(res) => {
-                    let mut res = res.map(body::boxed);
+                    let mut res =
+                        crate::cluster::ambiguous_framing(res, &captured)?.map(body::boxed);
                     headers::strip_hop_by_hop(res.headers_mut());
                     Ok::<_, BoxError>(res)
                 }
                 Err(e) if e.is_connect() => Err(MeshError::ConnectFailure(Box::new(e)).into()),
-                Err(e) => Err(MeshError::UpstreamReset(Box::new(e)).into()),
+                Err(e) => Err(crate::cluster::upstream_error(e)),
             }
         }
     });
@@ -538,48 +585,61 @@ fn fingerprint(files: &[PathBuf]) -> Vec<Option<u64>> {
 
 /// Watches the config files (rewritten in place or replaced by a rename)
 /// and reloads on a change, once a burst of writes has settled, or on SIGHUP.
-async fn watch_configs(files: Vec<PathBuf>, proxy: Arc<Proxy>, interval: Duration) {
+///
+/// SIGHUP is taken over here, before the returned future first runs (and so
+/// before `run` says it is ready): a SIGHUP sent right after would otherwise
+/// hit the default action and end the process.
+fn watch_configs(
+    files: Vec<PathBuf>,
+    proxy: Arc<Proxy>,
+    interval: Duration,
+) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut last = fingerprint(&files);
-    loop {
-        let forced = {
-            #[cfg(unix)]
-            {
-                let hangup = async {
-                    match hup.as_mut() {
-                        Some(h) => {
-                            h.recv().await;
+    async move {
+        loop {
+            let forced = {
+                #[cfg(unix)]
+                {
+                    let hangup = async {
+                        match hup.as_mut() {
+                            Some(h) => {
+                                h.recv().await;
+                            }
+                            None => std::future::pending::<()>().await,
                         }
-                        None => std::future::pending::<()>().await,
+                    };
+                    tokio::select! {
+                        () = tokio::time::sleep(interval) => false,
+                        () = hangup => true,
                     }
-                };
-                tokio::select! {
-                    () = tokio::time::sleep(interval) => false,
-                    () = hangup => true,
+                }
+                #[cfg(not(unix))]
+                {
+                    tokio::time::sleep(interval).await;
+                    false
+                }
+            };
+            let mut now = fingerprint(&files);
+            if now == last && !forced {
+                continue;
+            }
+            // Debounce a change seen by polling: wait until the files stop
+            // changing. A SIGHUP says the files are ready: reload at once.
+            if !forced {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let again = fingerprint(&files);
+                    if again == now {
+                        break;
+                    }
+                    now = again;
                 }
             }
-            #[cfg(not(unix))]
-            {
-                tokio::time::sleep(interval).await;
-                false
-            }
-        };
-        let mut now = fingerprint(&files);
-        if now == last && !forced {
-            continue;
+            last = now;
+            reload(&files, &proxy);
         }
-        // Debounce: wait until the files stop changing.
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let again = fingerprint(&files);
-            if again == now {
-                break;
-            }
-            now = again;
-        }
-        last = now;
-        reload(&files, &proxy);
     }
 }
 

@@ -28,6 +28,47 @@ use crate::observe::LogBody;
 /// (`max_request_headers_kb`).
 pub const MAX_HEADER_BYTES: usize = 60 * 1024;
 
+/// How long a client may take to send a whole request head, from the
+/// connection's start for the first request and from the previous response
+/// for the next ones (hyper's `header_read_timeout`); the connection is
+/// closed after that. 10 s, not Envoy's: Envoy's `request_headers_timeout` is
+/// off by default and its edge guide bounds the whole request at 300 s
+/// instead, which leaves a slowloris client a connection for minutes; a
+/// sidecar's callers are programs that send a head in one write, so 10 s is
+/// generous for them and short for an attacker (hyper's own default is 30 s).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections a listener serves at once (Envoy's edge example); one more
+/// is accepted and closed at once, so that a flood of idle connections costs
+/// a bounded amount of memory and file descriptors.
+pub const MAX_CONNECTIONS: usize = 10_000;
+
+/// HTTP/2 streams a client may have open at once: Envoy's edge value (hyper's
+/// default, 200, is "not part of stability").
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// Streams a client may open and reset before the server accepts them, before
+/// the connection is closed with GOAWAY `ENHANCE_YOUR_CALM` (Rapid Reset,
+/// CVE-2023-44487): h2's default, set explicitly so a dependency update
+/// cannot unset it.
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+
+/// Streams the server may reset because of the client's errors before the
+/// connection is closed (MadeYouReset, CVE-2025-8671): h2's default, set
+/// explicitly (hyper 1.2 once passed `None`, which disabled it; hyper#3782).
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
+/// The limits a listener enforces on its clients.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// The largest request head (431 beyond).
+    pub(crate) max_header_bytes: usize,
+    /// See [`HEADER_READ_TIMEOUT`].
+    pub(crate) header_read_timeout: Duration,
+    /// See [`MAX_CONNECTIONS`].
+    pub(crate) max_connections: usize,
+}
+
 /// Serves `listener` with services made by `make` (one per connection, given
 /// what is known of the peer: its address and, over mTLS, its identity) until
 /// `shutdown` turns true; then stops accepting and lets open connections
@@ -41,7 +82,7 @@ pub(crate) async fn serve<M, S>(
     tls: Option<MtlsAcceptor>,
     make: M,
     shutdown: watch::Receiver<bool>,
-    max_header_bytes: usize,
+    limits: Limits,
 ) where
     M: Fn(PeerInfo) -> S + Send + Sync + 'static,
     S: Service<Request<Incoming>, Response = Response<LogBody>, Error = Infallible>
@@ -51,14 +92,14 @@ pub(crate) async fn serve<M, S>(
     S::Future: Send + 'static,
 {
     let make = Arc::new(make);
-    accept_loop(listener, shutdown, move |tcp, peer, watcher| {
+    accept_loop(listener, shutdown, limits, move |tcp, peer, watcher| {
         let make = make.clone();
         let tls = tls.clone();
         async move {
             let Some((stream, info)) = handshake(tls.as_ref(), tcp, peer).await else {
                 return;
             };
-            serve_http(stream, make(info), watcher, max_header_bytes, peer).await;
+            serve_http(stream, make(info), watcher, limits, peer).await;
         }
     })
     .await;
@@ -100,16 +141,19 @@ pub(crate) type ConnService = BoxCloneSyncService<Request<Incoming>, Response<Lo
 /// Accepts connections on `listener` and runs `handle` on each in its own
 /// task until `shutdown` turns true; then stops accepting and waits for the
 /// HTTP connections registered with their [`Watcher`] to finish their
-/// requests (hyper's graceful shutdown).
+/// requests (hyper's graceful shutdown). Past `limits.max_connections` open
+/// at once, a new connection is closed on accept.
 pub(crate) async fn accept_loop<H, F>(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
+    limits: Limits,
     handle: H,
 ) where
     H: Fn(TcpStream, SocketAddr, Watcher) -> F + Send,
     F: Future<Output = ()> + Send + 'static,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -124,8 +168,18 @@ pub(crate) async fn accept_loop<H, F>(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(peer = %peer, "connection limit reached; closing");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(handle(tcp, peer, graceful.watcher()));
+        let connection = handle(tcp, peer, graceful.watcher());
+        tokio::spawn(async move {
+            // Held until the connection ends.
+            let _slot = slot;
+            connection.await;
+        });
     }
     drop(listener);
     graceful.shutdown().await;
@@ -138,7 +192,7 @@ pub(crate) async fn serve_http<I, S>(
     io: I,
     svc: S,
     watcher: Watcher,
-    max_header_bytes: usize,
+    limits: Limits,
     peer: SocketAddr,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -148,11 +202,13 @@ pub(crate) async fn serve_http<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let builder = builder(max_header_bytes);
-    let conn = builder.serve_connection(
-        TokioIo::new(FramingGuard::new(io, max_header_bytes)),
-        TowerToHyperService::new(svc),
-    );
+    let builder = builder(limits);
+    // hyper's header timer only starts once its auto builder has seen enough
+    // bytes to tell HTTP/1 from HTTP/2, which the guard holds back until a
+    // whole head is in: the guard times the first head.
+    let guard = FramingGuard::new(io, limits.max_header_bytes)
+        .with_first_head_timeout(limits.header_read_timeout);
+    let conn = builder.serve_connection(TokioIo::new(guard), TowerToHyperService::new(svc));
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
     }
@@ -163,18 +219,21 @@ pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-fn builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
+fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .max_buf_size(max_header_bytes.max(8192))
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
     builder
 }
 

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{Backend, Behavior, Client, ProxyProc, service, sidecar};
+use support::{
+    Backend, Behavior, Client, ProxyProc, RawBackend, Reply, service, service_at, sidecar,
+};
 
 fn routes_to(subset: &str, a: &Backend, b: &Backend) -> String {
     format!(
@@ -36,8 +38,26 @@ async fn wait_version(proxy: &ProxyProc, want: u64) {
     }
 }
 
+/// How many config versions the reload test puts in force under load.
+const RELOADS: u64 = 200;
+
+async fn wait_version_fast(proxy: &ProxyProc, want: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = version(proxy).await;
+        if v >= want {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "version {want} never came into force"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_reloads_under_load_fail_no_request() {
+async fn two_hundred_reloads_under_load_fail_no_request() {
     let a = Backend::start("v1", Behavior::Ok).await;
     let b = Backend::start("v2", Behavior::Ok).await;
     let proxy = ProxyProc::start(&routes_to("v1", &a, &b));
@@ -65,9 +85,13 @@ async fn twenty_reloads_under_load_fail_no_request() {
         }));
     }
 
-    for i in 1..=20u64 {
+    // Rewrite (in place, or by rename every fourth time) and SIGHUP: the
+    // proxy reloads at once, without the polling debounce. (The file poll
+    // may also see a change and add a version: count, don't predict.)
+    let started = Instant::now();
+    let mut in_force = 1;
+    for i in 1..=RELOADS {
         let subset = if i % 2 == 1 { "v2" } else { "v1" };
-        // Replace by rename half the time, rewrite in place the other half.
         if i % 4 == 0 {
             let tmp = proxy.config_path.with_extension("tmp");
             std::fs::write(&tmp, routes_to(subset, &a, &b)).unwrap();
@@ -75,8 +99,18 @@ async fn twenty_reloads_under_load_fail_no_request() {
         } else {
             std::fs::write(&proxy.config_path, routes_to(subset, &a, &b)).unwrap();
         }
-        wait_version(&proxy, i + 1).await;
+        std::process::Command::new("kill")
+            .args(["-HUP", &proxy.pid().to_string()])
+            .status()
+            .unwrap();
+        in_force = wait_version_fast(&proxy, in_force + 1).await;
     }
+    let reload_time = started.elapsed();
+    assert!(in_force > RELOADS, "only {in_force} versions");
+    assert!(
+        reload_time < Duration::from_secs(60),
+        "{RELOADS} reloads took {reload_time:?}"
+    );
 
     // An invalid config is refused with its position; the version stays.
     std::fs::write(&proxy.config_path, "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web}\nspec:\n  hosts: [web]\n  htp: []\n").unwrap();
@@ -95,17 +129,18 @@ async fn twenty_reloads_under_load_fail_no_request() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(version(&proxy).await, 21);
+    assert_eq!(version(&proxy).await, in_force);
 
     stop.store(true, Ordering::Relaxed);
     for l in load {
         l.await.unwrap();
     }
-    assert!(sent.load(Ordering::Relaxed) > 50, "load was running");
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(sent > 200, "load was running: {sent}");
     assert_eq!(
         failures.load(Ordering::Relaxed),
         0,
-        "no request failed across 20 swaps"
+        "no request of {sent} failed across {in_force} versions"
     );
     let seen = seen.lock().unwrap().clone();
     assert!(
@@ -115,6 +150,7 @@ async fn twenty_reloads_under_load_fail_no_request() {
     // The last valid version routes to v1.
     let (_, _, body) = Client::new().get(proxy.outbound(), "web", "/", &[]).await;
     assert_eq!(body, "v1");
+    eprintln!("{in_force} versions in {reload_time:?} under {sent} requests");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,4 +259,73 @@ async fn a_reload_keeps_the_outlier_state_of_endpoints_that_stay() {
             "the bad endpoint stays ejected"
         );
     }
+}
+
+/// A proxy in front of `backend` with this route policy.
+fn raw_route(backend: &RawBackend, policy: &str) -> ProxyProc {
+    ProxyProc::start(&format!(
+        "{}{}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web}}\nspec:\n  hosts: [web]\n  http:\n  - route: [{{destination: {{host: web}}}}]\n    timeout: 5s\n{policy}",
+        sidecar(),
+        service_at("web", &[(backend.addr, "v1")])
+    ))
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+/// Half a response head, then the upstream closes.
+const HALF_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Len";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_dying_mid_request_is_retried_for_a_get() {
+    let backend = RawBackend::start(
+        vec![Reply::Close, Reply::SendAndClose(HALF_HEAD)],
+        Reply::Send(OK),
+    )
+    .await;
+    let proxy = raw_route(
+        &backend,
+        "    retries: {attempts: 3, perTryTimeout: 1s, retryOn: reset}\n",
+    );
+    let started = Instant::now();
+    let (status, headers, body) = Client::new().get(proxy.outbound(), "web", "/", &[]).await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "ok"), "{headers:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Three attempts: closed, half a head, then the answer.
+    assert_eq!(backend.heads(), 3);
+    let log = proxy.access_log_n(1).await;
+    assert_eq!(log[0]["response_code"], 200, "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_dying_mid_request_without_retries_is_a_prompt_503_uc() {
+    for script in [Reply::Close, Reply::SendAndClose(HALF_HEAD)] {
+        let backend = RawBackend::start(vec![script.clone()], Reply::Send(OK)).await;
+        let proxy = raw_route(&backend, "    retries: {attempts: 0}\n");
+        let started = Instant::now();
+        let (status, headers, _) = Client::new().get(proxy.outbound(), "web", "/", &[]).await;
+        assert_eq!(status, 503, "{script:?}");
+        assert_eq!(headers["x-mesh-response-flags"], "UC", "{script:?}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{script:?}");
+        assert_eq!(backend.heads(), 1, "{script:?}: retried without a policy");
+        // The next request is served.
+        let (status, _, body) = Client::new().get(proxy.outbound(), "web", "/", &[]).await;
+        assert_eq!((status.as_u16(), body.as_str()), (200, "ok"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_always_dies_exhausts_retries_promptly() {
+    let backend = RawBackend::start(vec![], Reply::Close).await;
+    let proxy = raw_route(
+        &backend,
+        "    retries: {attempts: 2, perTryTimeout: 1s, retryOn: reset}\n",
+    );
+    let started = Instant::now();
+    let (status, headers, _) = Client::new().get(proxy.outbound(), "web", "/", &[]).await;
+    assert_eq!(status, 503);
+    let flags = headers["x-mesh-response-flags"].to_str().unwrap();
+    assert!(flags.contains("UC"), "{flags}");
+    // One try and two retries, then the last failure, well inside the route
+    // timeout (5 s): never a hang.
+    assert_eq!(backend.heads(), 3);
+    assert!(started.elapsed() < Duration::from_secs(2));
 }

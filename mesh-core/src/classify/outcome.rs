@@ -110,6 +110,8 @@ impl Failure {
                     Failure::RefusedStream => Failure::RefusedStream,
                     _ => Failure::Reset,
                 },
+                // Envoy's `reset` retry condition covers a disconnect too.
+                MeshError::UpstreamConnectionTermination(_) => Failure::Reset,
                 MeshError::UpstreamProtocol(_) => Failure::Reset,
                 other => Failure::Mesh(other.flag()),
             });

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use self::sniff::{DETECTION_TIMEOUT, Sniffed};
 use crate::metrics::TcpLabels;
 use crate::proxy::{Proxy, VipTarget};
-use crate::server::{self, HttpMaker};
+use crate::server::{self, HttpMaker, Limits};
 use crate::tcp;
 
 /// The destination a captured connection had before it was redirected.
@@ -107,7 +107,7 @@ fn destination(tcp: &TcpStream) -> Option<SocketAddr> {
 pub(crate) struct Capture {
     pub(crate) proxy: Arc<Proxy>,
     pub(crate) policy: OutboundPolicy,
-    pub(crate) max_header_bytes: usize,
+    pub(crate) limits: Limits,
 }
 
 /// Serves the outbound capture listener until `shutdown`.
@@ -117,7 +117,8 @@ pub(crate) async fn serve_outbound(
     http: HttpMaker,
     shutdown: watch::Receiver<bool>,
 ) {
-    server::accept_loop(listener, shutdown, move |tcp, peer, watcher| {
+    let limits = capture.limits;
+    server::accept_loop(listener, shutdown, limits, move |tcp, peer, watcher| {
         let capture = capture.clone();
         let http = http.clone();
         async move {
@@ -146,7 +147,7 @@ pub(crate) async fn serve_outbound(
                 }
                 Some(VipTarget::Http) => {
                     let svc = http(info, dst);
-                    server::serve_http(tcp, svc, watcher, capture.max_header_bytes, peer).await;
+                    server::serve_http(tcp, svc, watcher, capture.limits, peer).await;
                 }
                 None => {
                     let (sniffed, stream) = match sniff::sniff(tcp, DETECTION_TIMEOUT).await {
@@ -163,7 +164,7 @@ pub(crate) async fn serve_outbound(
                                 stream,
                                 svc,
                                 watcher,
-                                capture.max_header_bytes,
+                                capture.limits,
                                 peer,
                             )
                             .await;
@@ -192,7 +193,8 @@ pub(crate) async fn serve_inbound(
     http: HttpMaker,
     shutdown: watch::Receiver<bool>,
 ) {
-    server::accept_loop(listener, shutdown, move |tcp, peer, watcher| {
+    let limits = capture.limits;
+    server::accept_loop(listener, shutdown, limits, move |tcp, peer, watcher| {
         let capture = capture.clone();
         let http = http.clone();
         let tls = tls.clone();
@@ -214,7 +216,7 @@ pub(crate) async fn serve_inbound(
             match sniffed {
                 Sniffed::Http => {
                     let svc = http(info, dst);
-                    server::serve_http(stream, svc, watcher, capture.max_header_bytes, peer).await;
+                    server::serve_http(stream, svc, watcher, capture.limits, peer).await;
                 }
                 Sniffed::Opaque => {
                     let app = app_address(dst);

@@ -337,14 +337,289 @@ pub fn sidecar() -> String {
 /// YAML for a ServiceEntry `name` (host `name.default.svc.cluster.local`,
 /// port 80) with these endpoints and their `version` labels.
 pub fn service(name: &str, endpoints: &[(&Backend, &str)]) -> String {
+    let addrs: Vec<(SocketAddr, &str)> = endpoints.iter().map(|(b, v)| (b.addr, *v)).collect();
+    service_at(name, &addrs)
+}
+
+/// [`service`] with endpoints given by address.
+pub fn service_at(name: &str, endpoints: &[(SocketAddr, &str)]) -> String {
     let mut y = format!(
         "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: {name}}}\nspec:\n  hosts: [{name}.default.svc.cluster.local]\n  ports: [{{number: 80, name: http, protocol: HTTP}}]\n  resolution: STATIC\n  endpoints:\n"
     );
     for (b, version) in endpoints {
         y.push_str(&format!(
             "  - address: 127.0.0.1\n    ports: {{http: {}}}\n    labels: {{version: {version}}}\n",
-            b.addr.port()
+            b.port()
         ));
     }
     y
+}
+
+/// One request as a [`Recorder`] read it, body included.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query, as received.
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A hyper backend that reads each request's body to its end before it
+/// records the request and answers 200 "ok" (a request whose body fails is
+/// counted in `aborted`, not recorded); it counts the connections it accepts.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub connections: Arc<AtomicUsize>,
+    pub aborted: Arc<AtomicUsize>,
+}
+
+impl Recorder {
+    pub async fn start() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let rec = Recorder {
+            addr: listener.local_addr().unwrap(),
+            seen: Arc::default(),
+            connections: Arc::default(),
+            aborted: Arc::default(),
+        };
+        let r = rec.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                r.connections.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let r = r.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = match body.collect().await {
+                            Ok(b) => b.to_bytes(),
+                            Err(e) => {
+                                r.aborted.fetch_add(1, Ordering::SeqCst);
+                                return Err(e);
+                            }
+                        };
+                        r.seen.lock().unwrap().push(Seen {
+                            method: parts.method.to_string(),
+                            path: parts
+                                .uri
+                                .path_and_query()
+                                .map_or("/".to_owned(), |p| p.to_string()),
+                            headers: parts.headers,
+                            body,
+                        });
+                        Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        rec
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn hits(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.requests().into_iter().map(|s| s.path).collect()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// What a [`RawBackend`] does with one request head.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// Writes these bytes and keeps the connection.
+    Send(&'static [u8]),
+    /// Writes these bytes and closes the connection.
+    SendAndClose(&'static [u8]),
+    /// Closes the connection without a byte.
+    Close,
+}
+
+/// A backend speaking raw bytes: for each request head it reads (up to the
+/// blank line; bodies are not expected) it takes the next scripted
+/// [`Reply`], then `default` once the script is used up. It counts
+/// connections and heads.
+#[derive(Clone, Debug)]
+pub struct RawBackend {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    pub heads: Arc<AtomicUsize>,
+}
+
+impl RawBackend {
+    pub async fn start(script: Vec<Reply>, default: Reply) -> RawBackend {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend = RawBackend {
+            addr: listener.local_addr().unwrap(),
+            connections: Arc::default(),
+            heads: Arc::default(),
+        };
+        let script = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
+        let b = backend.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                b.connections.fetch_add(1, Ordering::SeqCst);
+                let (b, script, default) = (b.clone(), script.clone(), default.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match tcp.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        buf.drain(..end + 4);
+                        b.heads.fetch_add(1, Ordering::SeqCst);
+                        let reply = script
+                            .lock()
+                            .unwrap()
+                            .pop_front()
+                            .unwrap_or(default.clone());
+                        match reply {
+                            Reply::Send(bytes) => {
+                                if tcp.write_all(bytes).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Reply::SendAndClose(bytes) => {
+                                let _ = tcp.write_all(bytes).await;
+                                return;
+                            }
+                            Reply::Close => return,
+                        }
+                    }
+                });
+            }
+        });
+        backend
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn heads(&self) -> usize {
+        self.heads.load(Ordering::SeqCst)
+    }
+}
+
+/// Writes `request` on a new connection to `addr` and reads the answer until
+/// the peer closes (true) or 2 s pass without a byte (false).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (String, bool) {
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The peer may close before taking all of a refused request.
+    let _ = tcp.write_all(request).await;
+    read_until_closed(&mut tcp, Duration::from_secs(2)).await
+}
+
+/// Reads until the peer closes or resets (true) or `quiet` passes without a
+/// byte (false).
+pub async fn read_until_closed(tcp: &mut tokio::net::TcpStream, quiet: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let closed = loop {
+        match tokio::time::timeout(quiet, tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+/// The status codes of the HTTP/1.1 responses in `raw`, in order.
+pub fn statuses(raw: &str) -> Vec<u16> {
+    raw.match_indices("HTTP/1.1 ")
+        .filter_map(|(i, m)| raw.get(i + m.len()..i + m.len() + 3)?.parse().ok())
+        .collect()
+}
+
+/// The proxy process's resident memory (VmRSS), in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The process's CPU time so far (user + system), from /proc.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // Clock ticks are 1/100 s on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Makes a dev CA in `dir/ca` and, for each `(spiffe id, name)`, an identity
+/// in `dir/name` (`ca.pem`, `cert.pem`, `key.pem`) with `mesh-proxy certs`.
+pub fn issue_identities(dir: &std::path::Path, ids: &[(&str, &str)]) {
+    let certs = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
+            .arg("certs")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ca = dir.join("ca");
+    certs(&["ca", "--out", ca.to_str().unwrap()]);
+    for (id, name) in ids {
+        let out = dir.join(name);
+        certs(&[
+            "issue",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--id",
+            id,
+            "--out",
+            out.to_str().unwrap(),
+            "--ttl",
+            "1h",
+        ]);
+    }
+}
+
+/// Like [`wait_until`], with an async check (polled every 10 ms, 5 s).
+pub async fn wait_until_async<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -60,10 +60,11 @@ where
                     .unwrap_or(id.as_str())
             })
             .unwrap_or("");
+        let path = without_path_params(req.uri().path());
         let attrs = RequestAttributes {
             principal,
             method: req.method().as_str(),
-            path: req.uri().path(),
+            path: &path,
         };
         let decision = self.authorizer.check(&attrs);
         if decision.is_allowed() {
@@ -84,5 +85,44 @@ where
         );
         parts.extensions.insert(decision);
         ResponseFuture::denied(parts)
+    }
+}
+
+/// The path as policies see it: each segment without its `;parameters`.
+/// Servlet containers (Tomcat, Jetty) and Spring read `/admin;x=1` as
+/// `/admin`, so a DENY on `/admin` must too; an app that gives `;` no meaning
+/// loses nothing, since the forwarded path keeps them.
+fn without_path_params(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(';') {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    // A segment that is only parameters (`/;x/admin`) disappears, as an
+    // empty segment would in a normalised path.
+    let mut out = String::with_capacity(path.len());
+    for segment in path.split('/').skip(1) {
+        let segment = segment.split_once(';').map_or(segment, |(s, _)| s);
+        if !segment.is_empty() {
+            out.push('/');
+            out.push_str(segment);
+        }
+    }
+    if out.is_empty() || path.ends_with('/') {
+        out.push('/');
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod path_param_tests {
+    use super::without_path_params;
+
+    #[test]
+    fn parameters_are_dropped_from_every_segment() {
+        assert_eq!(without_path_params("/admin;x=1"), "/admin");
+        assert_eq!(without_path_params("/a;b/c;d=e;f/g"), "/a/c/g");
+        assert_eq!(without_path_params("/;x/admin"), "/admin");
+        assert_eq!(without_path_params("/admin/;x"), "/admin");
+        assert_eq!(without_path_params("/admin;x/"), "/admin/");
+        assert_eq!(without_path_params("/plain"), "/plain");
     }
 }

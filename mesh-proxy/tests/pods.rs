@@ -420,6 +420,25 @@ fn pods_talk_through_captured_sidecars() {
             .map(|l| l["response_flags"].clone())
             .collect();
         assert_eq!(flags, vec![serde_json::json!("NR")]);
+
+        // 7. A connection made to the capture port itself (not redirected:
+        //    no original destination) is closed unanswered, not served in a
+        //    loop back into the proxy.
+        let direct = mesh.block_in(&client_pod, async {
+            let mut tcp = TcpStream::connect(("127.0.0.1", 15001)).await.unwrap();
+            let _ = tcp
+                .write_all(b"GET / HTTP/1.1\r\nHost: reviews:9080\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf))
+                .await
+                .map(|_| buf)
+        });
+        assert_eq!(
+            direct.as_deref(),
+            Ok(&b""[..]),
+            "served a direct connection"
+        );
     }
     // Everything the harness made is gone, and the machine's own links are
     // as they were.

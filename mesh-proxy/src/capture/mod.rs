@@ -21,12 +21,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper_util::server::graceful::Watcher;
 use mesh_tls::{MtlsAcceptor, PeerInfo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use self::sniff::{DETECTION_TIMEOUT, Sniffed};
-use crate::metrics::TcpLabels;
+use crate::metrics::{TcpCounters, TcpLabels};
 use crate::proxy::{Proxy, VipTarget};
 use crate::server::{self, HttpMaker, Limits};
 use crate::tcp;
@@ -119,68 +120,68 @@ pub(crate) async fn serve_outbound(
 ) {
     let limits = capture.limits;
     server::accept_loop(listener, shutdown, limits, move |tcp, peer, watcher| {
-        let capture = capture.clone();
-        let http = http.clone();
-        async move {
-            let Some(dst) = destination(&tcp) else {
-                return;
+        outbound_connection(capture.clone(), http.clone(), tcp, peer, watcher)
+    })
+    .await;
+}
+
+/// One captured outbound connection, by its original destination.
+async fn outbound_connection(
+    capture: Arc<Capture>,
+    http: HttpMaker,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+) {
+    let Some(dst) = destination(&tcp) else {
+        return;
+    };
+    let info = PeerInfo {
+        addr: Some(peer),
+        ..PeerInfo::default()
+    };
+    let target = capture.proxy.snapshot().vip(dst);
+    match target {
+        Some(VipTarget::Tcp(route)) => {
+            let counters = capture.tcp_counters("source", &route.host, &route.name, "unknown");
+            match route.connect().await {
+                Ok(upstream) => tcp::pump(tcp, upstream, counters).await,
+                Err(e) => tracing::info!(%dst, error = %e, "TCP upstream connect failed (UF)"),
+            }
+        }
+        Some(VipTarget::Http) => {
+            server::serve_http(tcp, http(info, dst), watcher, capture.limits, peer).await;
+        }
+        None => {
+            let (sniffed, stream) = match sniff::sniff(tcp, DETECTION_TIMEOUT).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "captured connection failed");
+                    return;
+                }
             };
-            let target = capture.proxy.snapshot().vip(dst);
-            let info = PeerInfo {
-                addr: Some(peer),
-                ..PeerInfo::default()
-            };
-            match target {
-                Some(VipTarget::Tcp(route)) => {
-                    let counters = capture.proxy.metrics().tcp(&TcpLabels {
-                        reporter: Cow::Borrowed("source"),
-                        destination_service: Cow::Owned(route.host.to_string()),
-                        destination_service_name: Cow::Owned(route.name.to_string()),
-                        connection_security_policy: Cow::Borrowed("unknown"),
-                    });
-                    match route.connect().await {
-                        Ok(upstream) => tcp::pump(tcp, upstream, counters).await,
+            match (sniffed, capture.policy) {
+                (Sniffed::Http, _) => {
+                    server::serve_http(stream, http(info, dst), watcher, capture.limits, peer)
+                        .await;
+                }
+                (Sniffed::Opaque, OutboundPolicy::AllowAny) => {
+                    // Envoy's PassthroughCluster: bytes to where they were going.
+                    let counters =
+                        capture.tcp_counters("source", PASSTHROUGH, PASSTHROUGH, "unknown");
+                    match tcp::connect_plain(dst).await {
+                        Ok(upstream) => tcp::pump(stream, upstream, counters).await,
                         Err(e) => {
-                            tracing::info!(%dst, error = %e, "TCP upstream connect failed (UF)");
+                            tracing::info!(%dst, error = %e, "passthrough connect failed (UF)")
                         }
                     }
                 }
-                Some(VipTarget::Http) => {
-                    let svc = http(info, dst);
-                    server::serve_http(tcp, svc, watcher, capture.limits, peer).await;
-                }
-                None => {
-                    let (sniffed, stream) = match sniff::sniff(tcp, DETECTION_TIMEOUT).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::debug!(%peer, error = %e, "captured connection failed");
-                            return;
-                        }
-                    };
-                    match (sniffed, capture.policy) {
-                        (Sniffed::Http, _) => {
-                            let svc = http(info, dst);
-                            server::serve_http(
-                                stream,
-                                svc,
-                                watcher,
-                                capture.limits,
-                                peer,
-                            )
-                            .await;
-                        }
-                        (Sniffed::Opaque, OutboundPolicy::AllowAny) => {
-                            passthrough(stream, dst, &capture, "source").await;
-                        }
-                        (Sniffed::Opaque, OutboundPolicy::RegistryOnly) => {
-                            tracing::info!(%dst, "TCP to an unknown destination refused (registry-only)");
-                        }
-                    }
+                (Sniffed::Opaque, OutboundPolicy::RegistryOnly) => {
+                    tracing::info!(%dst, "TCP to an unknown destination refused (registry-only)");
                 }
             }
         }
-    })
-    .await;
+    }
 }
 
 /// Serves the inbound capture listener until `shutdown`: the
@@ -195,47 +196,76 @@ pub(crate) async fn serve_inbound(
 ) {
     let limits = capture.limits;
     server::accept_loop(listener, shutdown, limits, move |tcp, peer, watcher| {
-        let capture = capture.clone();
-        let http = http.clone();
-        let tls = tls.clone();
-        async move {
-            let Some(dst) = destination(&tcp) else {
-                return;
-            };
-            let Some((stream, info)) = server::handshake(tls.as_ref(), tcp, peer).await else {
-                return;
-            };
-            let mtls = info.is_mtls();
-            let (sniffed, stream) = match sniff::sniff(stream, DETECTION_TIMEOUT).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "inbound connection failed");
-                    return;
-                }
-            };
-            match sniffed {
-                Sniffed::Http => {
-                    let svc = http(info, dst);
-                    server::serve_http(stream, svc, watcher, capture.limits, peer).await;
-                }
-                Sniffed::Opaque => {
-                    let app = app_address(dst);
-                    let policy = if mtls { "mutual_tls" } else { "none" };
-                    let counters = capture.proxy.metrics().tcp(&TcpLabels {
-                        reporter: Cow::Borrowed("destination"),
-                        destination_service: Cow::Owned(app.to_string()),
-                        destination_service_name: Cow::Borrowed("inbound"),
-                        connection_security_policy: Cow::Borrowed(policy),
-                    });
-                    match tcp::connect_plain(app).await {
-                        Ok(upstream) => tcp::pump(stream, upstream, counters).await,
-                        Err(e) => tracing::info!(%app, error = %e, "local app refused (UF)"),
-                    }
-                }
-            }
-        }
+        inbound_connection(
+            capture.clone(),
+            http.clone(),
+            tls.clone(),
+            tcp,
+            peer,
+            watcher,
+        )
     })
     .await;
+}
+
+/// One captured inbound connection: handshake, sniff, then the app.
+async fn inbound_connection(
+    capture: Arc<Capture>,
+    http: HttpMaker,
+    tls: Option<MtlsAcceptor>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+) {
+    let Some(dst) = destination(&tcp) else {
+        return;
+    };
+    let Some((stream, info)) = server::handshake(tls.as_ref(), tcp, peer).await else {
+        return;
+    };
+    let mtls = info.is_mtls();
+    let (sniffed, stream) = match sniff::sniff(stream, DETECTION_TIMEOUT).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "inbound connection failed");
+            return;
+        }
+    };
+    match sniffed {
+        Sniffed::Http => {
+            server::serve_http(stream, http(info, dst), watcher, capture.limits, peer).await;
+        }
+        Sniffed::Opaque => {
+            let app = app_address(dst);
+            let policy = if mtls { "mutual_tls" } else { "none" };
+            let counters = capture.tcp_counters("destination", &app.to_string(), "inbound", policy);
+            match tcp::connect_plain(app).await {
+                Ok(upstream) => tcp::pump(stream, upstream, counters).await,
+                Err(e) => tracing::info!(%app, error = %e, "local app refused (UF)"),
+            }
+        }
+    }
+}
+
+/// The `destination_service` of connections no service claims (Envoy's name).
+const PASSTHROUGH: &str = "PassthroughCluster";
+
+impl Capture {
+    /// The TCP counters of one connection's labels.
+    fn tcp_counters(
+        &self,
+        reporter: &'static str,
+        service: &str,
+        name: &str,
+        security: &'static str,
+    ) -> TcpCounters {
+        self.proxy.metrics().tcp(&TcpLabels {
+            reporter: Cow::Borrowed(reporter),
+            destination_service: Cow::Owned(service.to_owned()),
+            destination_service_name: Cow::Owned(name.to_owned()),
+            connection_security_policy: Cow::Borrowed(security),
+        })
+    }
 }
 
 /// Where the inbound path sends a captured connection: the app on loopback
@@ -246,23 +276,6 @@ pub(crate) fn app_address(dst: SocketAddr) -> SocketAddr {
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
     };
     SocketAddr::new(ip, dst.port())
-}
-
-/// Passes a connection no service claims through to where it was going.
-async fn passthrough<S>(stream: S, dst: SocketAddr, capture: &Capture, reporter: &'static str)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let counters = capture.proxy.metrics().tcp(&TcpLabels {
-        reporter: Cow::Borrowed(reporter),
-        destination_service: Cow::Borrowed("PassthroughCluster"),
-        destination_service_name: Cow::Borrowed("PassthroughCluster"),
-        connection_security_policy: Cow::Borrowed("unknown"),
-    });
-    match tcp::connect_plain(dst).await {
-        Ok(upstream) => tcp::pump(stream, upstream, counters).await,
-        Err(e) => tracing::info!(%dst, error = %e, "passthrough connect failed (UF)"),
-    }
 }
 
 /// How long the passthrough HTTP client keeps idle connections.

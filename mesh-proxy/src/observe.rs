@@ -276,6 +276,44 @@ fn json_u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
+/// One proxied TCP connection, for the access log.
+#[derive(Debug)]
+pub(crate) struct TcpLog<'a> {
+    pub(crate) start_time: SystemTime,
+    pub(crate) started: Instant,
+    /// Where the client was connecting (its original destination).
+    pub(crate) destination: SocketAddr,
+    pub(crate) upstream_host: Option<SocketAddr>,
+    pub(crate) upstream_cluster: Option<&'a str>,
+    /// `UF` when no upstream connection could be made.
+    pub(crate) flags: ResponseFlags,
+    pub(crate) bytes_received: u64,
+    pub(crate) bytes_sent: u64,
+}
+
+/// Writes a TCP connection's line: the access log's fields, with `-` for
+/// the HTTP ones (as Envoy's default format does) and `TCP` as protocol.
+pub(crate) fn log_tcp(log: &AccessLog, conn: &TcpLog<'_>) {
+    let authority = conn.destination.to_string();
+    let line = Line {
+        start_time: conn.start_time,
+        method: "-",
+        path: "-",
+        authority: &authority,
+        protocol: "TCP",
+        response_code: 0,
+        response_flags: conn.flags,
+        upstream_host: conn.upstream_host,
+        upstream_cluster: conn.upstream_cluster,
+        duration_ms: u64::try_from(conn.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        attempts: 1,
+        bytes_received: conn.bytes_received,
+        bytes_sent: conn.bytes_sent,
+        request_id: "-",
+    };
+    log.append(|buf| line.write_json(buf));
+}
+
 impl Entry {
     fn finish(mut self) {
         let duration = self.start.elapsed();

@@ -228,6 +228,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
         proxy: proxy.clone(),
         policy: outbound_policy,
         limits,
+        access_log: access_log.clone(),
     });
     let mut serving = Vec::new();
     let mut bound = Vec::new();

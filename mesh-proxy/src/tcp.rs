@@ -57,7 +57,7 @@ impl TcpRoute {
     /// Connects to the endpoints in round-robin order, trying the next one
     /// when a connection fails (Envoy retries connect failures of TCP
     /// proxies the same way).
-    pub(crate) async fn connect(&self) -> Result<Box<dyn Stream>, BoxError> {
+    pub(crate) async fn connect(&self) -> Result<(SocketAddr, Box<dyn Stream>), BoxError> {
         let n = self.endpoints.len();
         if n == 0 {
             return Err(format!("no endpoints for {}", self.host).into());
@@ -67,7 +67,7 @@ impl TcpRoute {
         for i in 0..n {
             let addr = self.endpoints[(start + i) % n];
             match self.connect_one(addr).await {
-                Ok(s) => return Ok(s),
+                Ok(s) => return Ok((addr, s)),
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "TCP endpoint connect failed");
                     last = Some(e);
@@ -103,8 +103,9 @@ pub(crate) async fn connect_plain(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(tcp)
 }
 
-/// Pumps bytes both ways until both sides are done, counting them.
-pub(crate) async fn pump<D, U>(downstream: D, mut upstream: U, counters: TcpCounters)
+/// Pumps bytes both ways until both sides are done, counting them; returns
+/// the bytes received from and sent to the downstream client.
+pub(crate) async fn pump<D, U>(downstream: D, mut upstream: U, counters: TcpCounters) -> (u64, u64)
 where
     D: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -114,10 +115,21 @@ where
         io: downstream,
         counters: &counters,
     };
-    if let Err(e) = tokio::io::copy_bidirectional(&mut counted, &mut upstream).await {
-        tracing::debug!(error = %e, "TCP proxy connection ended with an error");
-    }
+    let before = (counters.received.get(), counters.sent.get());
+    let moved = match tokio::io::copy_bidirectional(&mut counted, &mut upstream).await {
+        Ok(moved) => moved,
+        Err(e) => {
+            tracing::debug!(error = %e, "TCP proxy connection ended with an error");
+            // What passed before the error (shared counters: approximate
+            // when other connections of the same labels run at once).
+            (
+                counters.received.get().saturating_sub(before.0),
+                counters.sent.get().saturating_sub(before.1),
+            )
+        }
+    };
     counters.closed.inc();
+    moved
 }
 
 /// The downstream side of a TCP proxy, counting bytes as they pass (so the
@@ -197,7 +209,7 @@ mod tests {
         client.read_to_end(&mut back).await.unwrap();
         assert_eq!(back, b"world!!");
         drop(client);
-        task.await.unwrap();
+        assert_eq!(task.await.unwrap(), (5, 7));
         assert_eq!(counters.received.get(), 5);
         assert_eq!(counters.sent.get(), 7);
         assert_eq!((counters.opened.get(), counters.closed.get()), (1, 1));

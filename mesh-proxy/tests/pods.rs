@@ -333,6 +333,20 @@ fn pods_talk_through_captured_sidecars() {
             buf
         });
         assert_eq!(echoed, b"hello through the mesh");
+        // Both sidecars log the TCP connection once it closes.
+        let line = client_sidecar
+            .find_line(|l| l["protocol"] == "TCP" && l["upstream_cluster"] == "outbound|7000||echo")
+            .expect("no TCP line in the client sidecar's log");
+        assert_eq!(line["upstream_host"], format!("{v1_ip}:7000"));
+        assert_eq!(
+            (line["bytes_received"].as_u64(), line["bytes_sent"].as_u64()),
+            (Some(22), Some(22))
+        );
+        assert_eq!(line["response_flags"], "-");
+        let line = v1_sidecar
+            .find_line(|l| l["protocol"] == "TCP" && l["upstream_cluster"] == "inbound|7000||")
+            .expect("no TCP line in the server sidecar's log");
+        assert_eq!(line["upstream_host"], "127.0.0.1:7000");
         let client_metrics = metrics(&mesh, &client_pod);
         assert!(
             metric_sum(

@@ -19,15 +19,19 @@ use std::borrow::Cow;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use hyper_util::server::graceful::Watcher;
+use mesh_core::{ResponseFlag, ResponseFlags};
 use mesh_tls::{MtlsAcceptor, PeerInfo};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use self::sniff::{DETECTION_TIMEOUT, Sniffed};
+use crate::access_log::AccessLog;
 use crate::metrics::{TcpCounters, TcpLabels};
+use crate::observe::{self, TcpLog};
 use crate::proxy::{Proxy, VipTarget};
 use crate::server::{self, HttpMaker, Limits};
 use crate::tcp;
@@ -109,6 +113,8 @@ pub(crate) struct Capture {
     pub(crate) proxy: Arc<Proxy>,
     pub(crate) policy: OutboundPolicy,
     pub(crate) limits: Limits,
+    /// Where TCP connections are logged (`None`: no access log).
+    pub(crate) access_log: Option<Arc<AccessLog>>,
 }
 
 /// Serves the outbound capture listener until `shutdown`.
@@ -143,11 +149,13 @@ async fn outbound_connection(
     let target = capture.proxy.snapshot().vip(dst);
     match target {
         Some(VipTarget::Tcp(route)) => {
+            let started = (SystemTime::now(), Instant::now());
             let counters = capture.tcp_counters("source", &route.host, &route.name, "unknown");
-            match route.connect().await {
-                Ok(upstream) => tcp::pump(tcp, upstream, counters).await,
-                Err(e) => tracing::info!(%dst, error = %e, "TCP upstream connect failed (UF)"),
-            }
+            let cluster = format!("outbound|{}||{}", dst.port(), route.host);
+            let upstream = route.connect().await;
+            capture
+                .tcp_session(tcp, upstream, counters, dst, &cluster, started)
+                .await;
         }
         Some(VipTarget::Http) => {
             server::serve_http(tcp, http(info, dst), watcher, capture.limits, peer).await;
@@ -167,14 +175,13 @@ async fn outbound_connection(
                 }
                 (Sniffed::Opaque, OutboundPolicy::AllowAny) => {
                     // Envoy's PassthroughCluster: bytes to where they were going.
+                    let started = (SystemTime::now(), Instant::now());
                     let counters =
                         capture.tcp_counters("source", PASSTHROUGH, PASSTHROUGH, "unknown");
-                    match tcp::connect_plain(dst).await {
-                        Ok(upstream) => tcp::pump(stream, upstream, counters).await,
-                        Err(e) => {
-                            tracing::info!(%dst, error = %e, "passthrough connect failed (UF)")
-                        }
-                    }
+                    let upstream = tcp::connect_plain(dst).await.map(|tcp| (dst, tcp));
+                    capture
+                        .tcp_session(stream, upstream, counters, dst, PASSTHROUGH, started)
+                        .await;
                 }
                 (Sniffed::Opaque, OutboundPolicy::RegistryOnly) => {
                     tracing::info!(%dst, "TCP to an unknown destination refused (registry-only)");
@@ -236,13 +243,15 @@ async fn inbound_connection(
             server::serve_http(stream, http(info, dst), watcher, capture.limits, peer).await;
         }
         Sniffed::Opaque => {
+            let started = (SystemTime::now(), Instant::now());
             let app = app_address(dst);
             let policy = if mtls { "mutual_tls" } else { "none" };
             let counters = capture.tcp_counters("destination", &app.to_string(), "inbound", policy);
-            match tcp::connect_plain(app).await {
-                Ok(upstream) => tcp::pump(stream, upstream, counters).await,
-                Err(e) => tracing::info!(%app, error = %e, "local app refused (UF)"),
-            }
+            let cluster = format!("inbound|{}||", dst.port());
+            let upstream = tcp::connect_plain(app).await.map(|tcp| (app, tcp));
+            capture
+                .tcp_session(stream, upstream, counters, dst, &cluster, started)
+                .await;
         }
     }
 }
@@ -251,6 +260,53 @@ async fn inbound_connection(
 const PASSTHROUGH: &str = "PassthroughCluster";
 
 impl Capture {
+    /// Pumps a TCP connection to its upstream (or notes that none could be
+    /// connected: `UF`), then logs it.
+    async fn tcp_session<D, U, E>(
+        &self,
+        downstream: D,
+        upstream: Result<(SocketAddr, U), E>,
+        counters: TcpCounters,
+        dst: SocketAddr,
+        cluster: &str,
+        (start_time, started): (SystemTime, Instant),
+    ) where
+        D: AsyncRead + AsyncWrite + Unpin,
+        U: AsyncRead + AsyncWrite + Unpin,
+        E: std::fmt::Display,
+    {
+        let (upstream_host, (bytes_received, bytes_sent), flags) = match upstream {
+            Ok((addr, up)) => (
+                Some(addr),
+                tcp::pump(downstream, up, counters).await,
+                ResponseFlags::default(),
+            ),
+            Err(e) => {
+                tracing::info!(%dst, error = %e, "TCP upstream connect failed (UF)");
+                (
+                    None,
+                    (0, 0),
+                    ResponseFlags::from(ResponseFlag::UpstreamConnectionFailure),
+                )
+            }
+        };
+        if let Some(log) = &self.access_log {
+            observe::log_tcp(
+                log,
+                &TcpLog {
+                    start_time,
+                    started,
+                    destination: dst,
+                    upstream_host,
+                    upstream_cluster: Some(cluster),
+                    flags,
+                    bytes_received,
+                    bytes_sent,
+                },
+            );
+        }
+    }
+
     /// The TCP counters of one connection's labels.
     fn tcp_counters(
         &self,

@@ -132,6 +132,23 @@ impl Sidecar {
         }
     }
 
+    /// The first access-log line `pred` accepts, waiting (bounded) for it.
+    pub fn find_line(
+        &self,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(line) = self.access_log().into_iter().find(|l| pred(l)) {
+                return Some(line);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The access log lines of one request id.
     pub fn lines_of(&self, request_id: &str) -> usize {
         self.access_log()

@@ -22,38 +22,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const WEB: &str = "spiffe://cluster.local/ns/default/sa/web";
 const REVIEWS: &str = "spiffe://cluster.local/ns/default/sa/reviews";
 
-fn certs(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
-        .arg("certs")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
+/// The two identities, written by `mesh-proxy certs` (the support helper),
+/// with the files `certs` promises.
 fn identities(dir: &Path) {
+    support::issue_identities(dir, &[(WEB, "web"), (REVIEWS, "reviews")]);
     let ca = dir.join("ca");
-    certs(&["ca", "--out", ca.to_str().unwrap()]);
     assert!(ca.join("ca.pem").is_file() && ca.join("ca-key.pem").is_file());
-    for (id, name) in [(WEB, "web"), (REVIEWS, "reviews")] {
-        let out = dir.join(name);
-        certs(&[
-            "issue",
-            "--ca",
-            ca.to_str().unwrap(),
-            "--id",
-            id,
-            "--out",
-            out.to_str().unwrap(),
-            "--ttl",
-            "1h",
-        ]);
+    for name in ["web", "reviews"] {
         for f in ["ca.pem", "cert.pem", "key.pem"] {
-            assert!(out.join(f).is_file(), "{f}");
+            assert!(dir.join(name).join(f).is_file(), "{name}/{f}");
         }
     }
 }

@@ -16,7 +16,7 @@ use http::header::HeaderValue;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderName, Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
-use mesh_core::context::Attempt;
+use mesh_core::context::{Attempt, PeerIdentity};
 use mesh_core::{BoxError, MeshError, RESPONSE_FLAGS_HEADER, ResponseFlags};
 use pin_project_lite::pin_project;
 use tower::Service;
@@ -46,11 +46,6 @@ pub(crate) struct DestinationService {
     pub(crate) host: Arc<str>,
     pub(crate) name: Arc<str>,
 }
-
-/// Whether the connection a request came on was mutual TLS (a request
-/// extension set by the listener).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct MutualTls(pub(crate) bool);
 
 /// The service wrapper.
 #[derive(Clone, Debug)]
@@ -433,7 +428,7 @@ where
             },
             request_id,
             grpc,
-            mtls: parts.extensions.get::<MutualTls>().is_some_and(|m| m.0),
+            mtls: parts.extensions.get::<PeerIdentity>().is_some(),
             bytes_in: bytes_in.clone(),
             bytes_out: Arc::new(AtomicU64::new(0)),
             status: 0,

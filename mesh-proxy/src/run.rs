@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use http::header::HeaderValue;
 use http::{HeaderName, Request, Response, Uri};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{HttpConnector, capture_connection};
 use hyper_util::rt::TokioExecutor;
@@ -22,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::util::BoxCloneSyncService;
-use tower::{Layer, ServiceBuilder, ServiceExt};
+use tower::{Layer, ServiceBuilder};
 
 use crate::access_log::AccessLog;
 use crate::body::{self, Body};
@@ -31,13 +30,9 @@ use crate::config::Config;
 use crate::config::model::{self, Direction, MtlsMode};
 use crate::dns::Resolver;
 use crate::normalize::NormalizeRequest;
-use crate::observe::LogBody;
 use crate::observe::{Observe, ObserveConfig};
 use crate::proxy::{Outbound, Proxy};
-use crate::server::HttpMaker;
 use crate::{admin, config, headers, server};
-use mesh_tls::PeerInfo;
-use std::convert::Infallible;
 
 /// `x-forwarded-client-cert`.
 const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
@@ -239,82 +234,59 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
         let addr = tcp.local_addr()?;
         proxy.add_listener(l.name.clone(), addr);
         bound.push((l.name.clone(), addr));
-        match l.direction {
-            Direction::Outbound if l.capture => {
-                let observe = Arc::new(ObserveConfig {
-                    metrics: proxy.metrics_handle(),
-                    reporter: "source",
-                    access_log: access_log.clone(),
-                });
+        let observe = Arc::new(ObserveConfig {
+            metrics: proxy.metrics_handle(),
+            reporter: match l.direction {
+                Direction::Outbound => "source",
+                Direction::Inbound => "destination",
+            },
+            access_log: access_log.clone(),
+        });
+        let task = match (l.direction, l.capture) {
+            (Direction::Outbound, true) => {
                 let outbound = Outbound::new(proxy.clone(), outbound_policy);
-                serving.push(tokio::spawn(capture::serve_outbound(
+                tokio::spawn(capture::serve_outbound(
                     tcp,
                     capture.clone(),
-                    captured_http(Observe::new(NormalizeRequest::new(outbound), observe)),
+                    Observe::new(NormalizeRequest::new(outbound), observe),
                     shutdown.clone(),
-                )));
+                ))
             }
-            Direction::Inbound if l.capture => {
-                let observe = Arc::new(ObserveConfig {
-                    metrics: proxy.metrics_handle(),
-                    reporter: "destination",
-                    access_log: access_log.clone(),
-                });
+            (Direction::Inbound, true) => {
                 let inbound = inbound_service(None, own_id.clone(), authz.clone());
-                serving.push(tokio::spawn(capture::serve_inbound(
+                tokio::spawn(capture::serve_inbound(
                     tcp,
                     acceptor.clone(),
                     capture.clone(),
-                    captured_http(Observe::new(NormalizeRequest::new(inbound), observe)),
+                    Observe::new(NormalizeRequest::new(inbound), observe),
                     shutdown.clone(),
-                )));
+                ))
             }
-            Direction::Outbound => {
-                let observe = Arc::new(ObserveConfig {
-                    metrics: proxy.metrics_handle(),
-                    reporter: "source",
-                    access_log: access_log.clone(),
-                });
+            (Direction::Outbound, false) => {
                 let outbound = Outbound::new(proxy.clone(), OutboundPolicy::RegistryOnly);
-                serving.push(tokio::spawn(server::serve(
+                tokio::spawn(server::serve(
                     tcp,
                     None,
-                    move |peer| {
-                        let svc =
-                            Observe::new(NormalizeRequest::new(outbound.clone()), observe.clone());
-                        tower::service_fn(move |req: Request<Incoming>| {
-                            svc.clone().oneshot(server::with_peer(req, &peer))
-                        })
-                    },
+                    Observe::new(NormalizeRequest::new(outbound), observe),
                     shutdown.clone(),
                     limits,
-                )));
+                ))
             }
-            Direction::Inbound => {
+            (Direction::Inbound, false) => {
                 let app = l
                     .default_endpoint
                     .ok_or("an inbound listener needs a defaultEndpoint")?;
-                let observe = Arc::new(ObserveConfig {
-                    metrics: proxy.metrics_handle(),
-                    reporter: "destination",
-                    access_log: access_log.clone(),
-                });
                 let inbound = inbound_service(Some(app), own_id.clone(), authz.clone());
-                serving.push(tokio::spawn(server::serve(
+                tokio::spawn(server::serve(
                     tcp,
                     acceptor.clone(),
-                    move |peer| {
-                        let svc =
-                            Observe::new(NormalizeRequest::new(inbound.clone()), observe.clone());
-                        tower::service_fn(move |req: Request<Incoming>| {
-                            svc.clone().oneshot(server::with_peer(req, &peer))
-                        })
-                    },
+                    Observe::new(NormalizeRequest::new(inbound), observe),
                     shutdown.clone(),
                     limits,
-                )));
+                ))
             }
-        }
+        };
+        serving.push(task);
     }
     proxy.set_ready(true);
     background.shrink_to_fit();
@@ -547,27 +519,6 @@ fn inbound_service(
             .map_err(Into::<BoxError>::into)
             .service(authorized),
     )
-}
-
-/// The HTTP service of a captured connection: `svc` with the peer and the
-/// original destination on each request.
-fn captured_http<S>(svc: S) -> HttpMaker
-where
-    S: tower::Service<Request<Incoming>, Response = Response<LogBody>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    Arc::new(move |peer: PeerInfo, dst: SocketAddr| {
-        let svc = svc.clone();
-        BoxCloneSyncService::new(tower::service_fn(move |req: Request<Incoming>| {
-            let mut req = server::with_peer(req, &peer);
-            req.extensions_mut().insert(OriginalDst(dst));
-            svc.clone().oneshot(req)
-        }))
-    })
 }
 
 /// A fingerprint of the config files' contents (None for a missing file).

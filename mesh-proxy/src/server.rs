@@ -13,14 +13,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
-use mesh_core::context::ClientAddr;
 use mesh_tls::{InboundStream, MtlsAcceptor, PeerInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::Service;
-use tower::util::BoxCloneSyncService;
 
+use crate::capture::OriginalDst;
 use crate::framing::FramingGuard;
 use crate::observe::LogBody;
 
@@ -69,37 +68,32 @@ pub(crate) struct Limits {
     pub(crate) max_connections: usize,
 }
 
-/// Serves `listener` with services made by `make` (one per connection, given
-/// what is known of the peer: its address and, over mTLS, its identity) until
-/// `shutdown` turns true; then stops accepting and lets open connections
-/// finish the requests they have (hyper's graceful shutdown), returning when
-/// they are done. With `tls`, each connection first goes through the mTLS
-/// acceptor in its PeerAuthentication mode; a refused handshake (a plaintext
-/// client on a STRICT port, no certificate, a foreign CA) closes that
-/// connection and nothing else.
-pub(crate) async fn serve<M, S>(
+/// Serves `listener` with `svc` (cloned per connection, with what is known
+/// of the peer: its address and, over mTLS, its identity) until `shutdown`
+/// turns true; then stops accepting and lets open connections finish the
+/// requests they have (hyper's graceful shutdown), returning when they are
+/// done. With `tls`, each connection first goes through the mTLS acceptor in
+/// its PeerAuthentication mode; a refused handshake (a plaintext client on a
+/// STRICT port, no certificate, a foreign CA) closes that connection and
+/// nothing else.
+pub(crate) async fn serve<S>(
     listener: TcpListener,
     tls: Option<MtlsAcceptor>,
-    make: M,
+    svc: S,
     shutdown: watch::Receiver<bool>,
     limits: Limits,
 ) where
-    M: Fn(PeerInfo) -> S + Send + Sync + 'static,
-    S: Service<Request<Incoming>, Response = Response<LogBody>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: HttpService,
 {
-    let make = Arc::new(make);
     accept_loop(listener, shutdown, limits, move |tcp, peer, watcher| {
-        let make = make.clone();
+        let svc = svc.clone();
         let tls = tls.clone();
         async move {
             let Some((stream, info)) = handshake(tls.as_ref(), tcp, peer).await else {
                 return;
             };
-            serve_http(stream, make(info), watcher, limits, peer).await;
+            let svc = PerConnection::new(svc, info, None);
+            serve_http(stream, svc, watcher, limits, peer).await;
         }
     })
     .await;
@@ -131,12 +125,80 @@ pub(crate) async fn handshake(
     }
 }
 
-/// Makes the HTTP service of one captured connection from its peer and
-/// original destination.
-pub(crate) type HttpMaker = Arc<dyn Fn(PeerInfo, SocketAddr) -> ConnService + Send + Sync>;
+/// What a listener serves: hyper's service for one request, cloned per
+/// connection (and by hyper per request).
+pub(crate) trait HttpService:
+    Service<
+        Request<Incoming>,
+        Response = Response<LogBody>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
 
-/// The HTTP service of one connection.
-pub(crate) type ConnService = BoxCloneSyncService<Request<Incoming>, Response<LogBody>, Infallible>;
+impl<S> HttpService for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<LogBody>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A listener's service on one connection: puts what is known of the peer
+/// (mesh-tls's [`PeerInfo`], replacing anything a client could have smuggled
+/// in) and, for a captured connection, its original destination into every
+/// request.
+#[derive(Clone, Debug)]
+pub(crate) struct PerConnection<S> {
+    inner: S,
+    /// Shared: hyper clones the service for every request.
+    peer: Arc<PeerInfo>,
+    original_dst: Option<SocketAddr>,
+}
+
+impl<S> PerConnection<S> {
+    pub(crate) fn new(inner: S, peer: PeerInfo, original_dst: Option<SocketAddr>) -> Self {
+        PerConnection {
+            inner,
+            peer: Arc::new(peer),
+            original_dst,
+        }
+    }
+}
+
+impl<S, B> Service<Request<B>> for PerConnection<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        self.peer.insert_into(req.extensions_mut());
+        if let Some(dst) = self.original_dst {
+            req.extensions_mut().insert(OriginalDst(dst));
+        }
+        self.inner.call(req)
+    }
+}
 
 /// Accepts connections on `listener` and runs `handle` on each in its own
 /// task until `shutdown` turns true; then stops accepting and waits for the
@@ -235,17 +297,4 @@ fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
         .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
     builder
-}
-
-/// Adds what is known of the peer to each request: its address, and over
-/// mTLS its identity and certificate hash (replacing anything a client could
-/// have smuggled in).
-pub(crate) fn with_peer<B>(mut req: Request<B>, peer: &PeerInfo) -> Request<B> {
-    peer.insert_into(req.extensions_mut());
-    req.extensions_mut()
-        .insert(crate::observe::MutualTls(peer.is_mtls()));
-    if let Some(addr) = peer.addr {
-        req.extensions_mut().insert(ClientAddr(addr));
-    }
-    req
 }

@@ -33,7 +33,7 @@ use crate::access_log::AccessLog;
 use crate::metrics::{TcpCounters, TcpLabels};
 use crate::observe::{self, TcpLog};
 use crate::proxy::{Proxy, VipTarget};
-use crate::server::{self, HttpMaker, Limits};
+use crate::server::{self, HttpService, Limits, PerConnection};
 use crate::tcp;
 
 /// The destination a captured connection had before it was redirected.
@@ -118,10 +118,10 @@ pub(crate) struct Capture {
 }
 
 /// Serves the outbound capture listener until `shutdown`.
-pub(crate) async fn serve_outbound(
+pub(crate) async fn serve_outbound<S: HttpService>(
     listener: TcpListener,
     capture: Arc<Capture>,
-    http: HttpMaker,
+    http: S,
     shutdown: watch::Receiver<bool>,
 ) {
     let limits = capture.limits;
@@ -132,9 +132,9 @@ pub(crate) async fn serve_outbound(
 }
 
 /// One captured outbound connection, by its original destination.
-async fn outbound_connection(
+async fn outbound_connection<S: HttpService>(
     capture: Arc<Capture>,
-    http: HttpMaker,
+    http: S,
     tcp: TcpStream,
     peer: SocketAddr,
     watcher: Watcher,
@@ -158,7 +158,14 @@ async fn outbound_connection(
                 .await;
         }
         Some(VipTarget::Http) => {
-            server::serve_http(tcp, http(info, dst), watcher, capture.limits, peer).await;
+            server::serve_http(
+                tcp,
+                PerConnection::new(http, info, Some(dst)),
+                watcher,
+                capture.limits,
+                peer,
+            )
+            .await;
         }
         None => {
             let (sniffed, stream) = match sniff::sniff(tcp, DETECTION_TIMEOUT).await {
@@ -170,8 +177,14 @@ async fn outbound_connection(
             };
             match (sniffed, capture.policy) {
                 (Sniffed::Http, _) => {
-                    server::serve_http(stream, http(info, dst), watcher, capture.limits, peer)
-                        .await;
+                    server::serve_http(
+                        stream,
+                        PerConnection::new(http, info, Some(dst)),
+                        watcher,
+                        capture.limits,
+                        peer,
+                    )
+                    .await;
                 }
                 (Sniffed::Opaque, OutboundPolicy::AllowAny) => {
                     // Envoy's PassthroughCluster: bytes to where they were going.
@@ -194,11 +207,11 @@ async fn outbound_connection(
 /// Serves the inbound capture listener until `shutdown`: the
 /// PeerAuthentication handshake (`tls`), then HTTP through `http` or bytes to
 /// the app at 127.0.0.1 on the original port.
-pub(crate) async fn serve_inbound(
+pub(crate) async fn serve_inbound<S: HttpService>(
     listener: TcpListener,
     tls: Option<MtlsAcceptor>,
     capture: Arc<Capture>,
-    http: HttpMaker,
+    http: S,
     shutdown: watch::Receiver<bool>,
 ) {
     let limits = capture.limits;
@@ -216,9 +229,9 @@ pub(crate) async fn serve_inbound(
 }
 
 /// One captured inbound connection: handshake, sniff, then the app.
-async fn inbound_connection(
+async fn inbound_connection<S: HttpService>(
     capture: Arc<Capture>,
-    http: HttpMaker,
+    http: S,
     tls: Option<MtlsAcceptor>,
     tcp: TcpStream,
     peer: SocketAddr,
@@ -240,7 +253,14 @@ async fn inbound_connection(
     };
     match sniffed {
         Sniffed::Http => {
-            server::serve_http(stream, http(info, dst), watcher, capture.limits, peer).await;
+            server::serve_http(
+                stream,
+                PerConnection::new(http, info, Some(dst)),
+                watcher,
+                capture.limits,
+                peer,
+            )
+            .await;
         }
         Sniffed::Opaque => {
             let started = (SystemTime::now(), Instant::now());

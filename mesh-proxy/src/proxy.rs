@@ -198,8 +198,7 @@ fn short_name(host: &str) -> &str {
 }
 
 /// What a destination's host names: the service index.
-fn find_service(config: &Config, hosts: &HashMap<String, usize>, host: &str) -> Option<usize> {
-    let _ = config;
+fn find_service(hosts: &HashMap<String, usize>, host: &str) -> Option<usize> {
     hosts.get(&host.to_ascii_lowercase()).copied()
 }
 
@@ -334,10 +333,17 @@ fn tcp_route(
         .iter()
         .map(mesh_core::Endpoint::addr)
         .collect();
-    let host: Arc<str> = service.hosts.first().cloned().unwrap_or_default().into();
+    let host = service.hosts.first().cloned().unwrap_or_default();
+    let cluster = ClusterKey {
+        host: host.clone(),
+        subset: None,
+        port: port.number,
+    }
+    .name();
     Ok(TcpRoute::new(
-        host,
+        host.into(),
         service.name.clone().into(),
+        cluster.into(),
         endpoints,
         tls,
     ))
@@ -350,9 +356,7 @@ fn routes_for<'a>(
     config: &'a Config,
     service: &model::Service,
     port: u16,
-) -> Vec<(mesh_route::RouteConfig, Option<&'a model::HttpRoute>)>
-where
-{
+) -> Vec<(mesh_route::RouteConfig, Option<&'a model::HttpRoute>)> {
     let names: Vec<String> = service
         .hosts
         .iter()
@@ -554,7 +558,7 @@ fn destination_service(
     retry_stats: &mut Vec<(ClusterKey, RetryStats)>,
 ) -> Result<DestinationSvc, BoxError> {
     let dest = target.destination;
-    let Some(si) = find_service(config, hosts, &dest.host) else {
+    let Some(si) = find_service(hosts, &dest.host) else {
         return Err(format!("no ServiceEntry has host {:?}", dest.host).into());
     };
     let service = &config.services[si];

@@ -467,7 +467,7 @@ fn inbound_service(
 ) -> BoxCloneSyncService<Request<Body>, Response<Body>, BoxError> {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    connector.set_connect_timeout(Some(crate::tcp::CONNECT_TIMEOUT));
     let client: Client<HttpConnector, Body> =
         Client::builder(TokioExecutor::new()).build(connector);
     let forward = tower::service_fn(move |mut req: Request<Body>| {

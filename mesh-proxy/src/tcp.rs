@@ -33,6 +33,8 @@ pub(crate) struct TcpRoute {
     pub(crate) host: Arc<str>,
     /// The `ServiceEntry`'s name (`destination_service_name`).
     pub(crate) name: Arc<str>,
+    /// Envoy's cluster name, `outbound|PORT||HOST` (access log).
+    pub(crate) cluster: Arc<str>,
     endpoints: Vec<SocketAddr>,
     tls: Option<Arc<rustls::ClientConfig>>,
     next: AtomicUsize,
@@ -42,12 +44,14 @@ impl TcpRoute {
     pub(crate) fn new(
         host: Arc<str>,
         name: Arc<str>,
+        cluster: Arc<str>,
         endpoints: Vec<SocketAddr>,
         tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Self {
         TcpRoute {
             host,
             name,
+            cluster,
             endpoints,
             tls,
             next: AtomicUsize::new(0),
@@ -114,22 +118,15 @@ where
     let mut counted = Counted {
         io: downstream,
         counters: &counters,
+        received: 0,
+        sent: 0,
     };
-    let before = (counters.received.get(), counters.sent.get());
-    let moved = match tokio::io::copy_bidirectional(&mut counted, &mut upstream).await {
-        Ok(moved) => moved,
-        Err(e) => {
-            tracing::debug!(error = %e, "TCP proxy connection ended with an error");
-            // What passed before the error (shared counters: approximate
-            // when other connections of the same labels run at once).
-            (
-                counters.received.get().saturating_sub(before.0),
-                counters.sent.get().saturating_sub(before.1),
-            )
-        }
-    };
+    if let Err(e) = tokio::io::copy_bidirectional(&mut counted, &mut upstream).await {
+        tracing::debug!(error = %e, "TCP proxy connection ended with an error");
+    }
     counters.closed.inc();
-    moved
+    // This connection's own totals, also when it ended in an error.
+    (counted.received, counted.sent)
 }
 
 /// The downstream side of a TCP proxy, counting bytes as they pass (so the
@@ -137,6 +134,8 @@ where
 struct Counted<'a, S> {
     io: S,
     counters: &'a TcpCounters,
+    received: u64,
+    sent: u64,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
@@ -150,6 +149,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
         let res = Pin::new(&mut this.io).poll_read(cx, buf);
         let n = buf.filled().len() - before;
         if n > 0 {
+            this.received += n as u64;
             this.counters.received.inc_by(n as u64);
         }
         res
@@ -165,6 +165,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.io).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = res {
+            this.sent += n as u64;
             this.counters.sent.inc_by(n as u64);
         }
         res

@@ -16,6 +16,7 @@
 pub(crate) mod sniff;
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use tokio::sync::watch;
 
 use self::sniff::{DETECTION_TIMEOUT, Sniffed};
 use crate::access_log::AccessLog;
-use crate::metrics::{TcpCounters, TcpLabels};
+use crate::metrics::TcpLabels;
 use crate::observe::{self, TcpLog};
 use crate::proxy::{Proxy, VipTarget};
 use crate::server::{self, HttpService, Limits, PerConnection};
@@ -77,24 +78,18 @@ pub(crate) fn original_dst(tcp: &TcpStream) -> io::Result<SocketAddr> {
     let addr = addr
         .as_socket()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP address"))?;
-    Ok(unmap(addr))
+    Ok(canonical(addr))
 }
 
 /// `::ffff:a.b.c.d` as `a.b.c.d`, so VIP and app lookups see one form.
-fn unmap(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => addr,
-        },
-        SocketAddr::V4(_) => addr,
-    }
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// The original destination, unless the connection was made to the listener
 /// itself (not redirected: serving it would loop back into the proxy).
 fn destination(tcp: &TcpStream) -> Option<SocketAddr> {
-    let local = unmap(tcp.local_addr().ok()?);
+    let local = canonical(tcp.local_addr().ok()?);
     match original_dst(tcp) {
         Ok(dst) if dst != local => Some(dst),
         Ok(_) => {
@@ -149,13 +144,14 @@ async fn outbound_connection<S: HttpService>(
     let target = capture.proxy.snapshot().vip(dst);
     match target {
         Some(VipTarget::Tcp(route)) => {
-            let started = (SystemTime::now(), Instant::now());
-            let counters = capture.tcp_counters("source", &route.host, &route.name, "unknown");
-            let cluster = format!("outbound|{}||{}", dst.port(), route.host);
-            let upstream = route.connect().await;
-            capture
-                .tcp_session(tcp, upstream, counters, dst, &cluster, started)
-                .await;
+            let target = TcpTarget {
+                reporter: "source",
+                service: &route.host,
+                name: &route.name,
+                security: "unknown",
+                cluster: &route.cluster,
+            };
+            capture.tcp_session(tcp, dst, target, route.connect()).await;
         }
         Some(VipTarget::Http) => {
             server::serve_http(
@@ -188,13 +184,15 @@ async fn outbound_connection<S: HttpService>(
                 }
                 (Sniffed::Opaque, OutboundPolicy::AllowAny) => {
                     // Envoy's PassthroughCluster: bytes to where they were going.
-                    let started = (SystemTime::now(), Instant::now());
-                    let counters =
-                        capture.tcp_counters("source", PASSTHROUGH, PASSTHROUGH, "unknown");
-                    let upstream = tcp::connect_plain(dst).await.map(|tcp| (dst, tcp));
-                    capture
-                        .tcp_session(stream, upstream, counters, dst, PASSTHROUGH, started)
-                        .await;
+                    let target = TcpTarget {
+                        reporter: "source",
+                        service: PASSTHROUGH,
+                        name: PASSTHROUGH,
+                        security: "unknown",
+                        cluster: PASSTHROUGH,
+                    };
+                    let connect = async move { tcp::connect_plain(dst).await.map(|t| (dst, t)) };
+                    capture.tcp_session(stream, dst, target, connect).await;
                 }
                 (Sniffed::Opaque, OutboundPolicy::RegistryOnly) => {
                     tracing::info!(%dst, "TCP to an unknown destination refused (registry-only)");
@@ -263,15 +261,18 @@ async fn inbound_connection<S: HttpService>(
             .await;
         }
         Sniffed::Opaque => {
-            let started = (SystemTime::now(), Instant::now());
             let app = app_address(dst);
-            let policy = if mtls { "mutual_tls" } else { "none" };
-            let counters = capture.tcp_counters("destination", &app.to_string(), "inbound", policy);
+            let service = app.to_string();
             let cluster = format!("inbound|{}||", dst.port());
-            let upstream = tcp::connect_plain(app).await.map(|tcp| (app, tcp));
-            capture
-                .tcp_session(stream, upstream, counters, dst, &cluster, started)
-                .await;
+            let target = TcpTarget {
+                reporter: "destination",
+                service: &service,
+                name: "inbound",
+                security: if mtls { "mutual_tls" } else { "none" },
+                cluster: &cluster,
+            };
+            let connect = async move { tcp::connect_plain(app).await.map(|t| (app, t)) };
+            capture.tcp_session(stream, dst, target, connect).await;
         }
     }
 }
@@ -279,23 +280,41 @@ async fn inbound_connection<S: HttpService>(
 /// The `destination_service` of connections no service claims (Envoy's name).
 const PASSTHROUGH: &str = "PassthroughCluster";
 
+/// Who a proxied TCP connection is counted and logged as.
+struct TcpTarget<'a> {
+    reporter: &'static str,
+    /// `destination_service`.
+    service: &'a str,
+    /// `destination_service_name`.
+    name: &'a str,
+    /// `connection_security_policy`.
+    security: &'static str,
+    /// The access log's `upstream_cluster`.
+    cluster: &'a str,
+}
+
 impl Capture {
-    /// Pumps a TCP connection to its upstream (or notes that none could be
-    /// connected: `UF`), then logs it.
+    /// Connects (`connect` gives the upstream and its address), pumps the
+    /// connection to it or notes that none could be made (`UF`), then logs it.
     async fn tcp_session<D, U, E>(
         &self,
         downstream: D,
-        upstream: Result<(SocketAddr, U), E>,
-        counters: TcpCounters,
         dst: SocketAddr,
-        cluster: &str,
-        (start_time, started): (SystemTime, Instant),
+        target: TcpTarget<'_>,
+        connect: impl Future<Output = Result<(SocketAddr, U), E>>,
     ) where
         D: AsyncRead + AsyncWrite + Unpin,
         U: AsyncRead + AsyncWrite + Unpin,
         E: std::fmt::Display,
     {
-        let (upstream_host, (bytes_received, bytes_sent), flags) = match upstream {
+        let (start_time, started) = (SystemTime::now(), Instant::now());
+        let counters = self.proxy.metrics().tcp(&TcpLabels {
+            reporter: Cow::Borrowed(target.reporter),
+            destination_service: Cow::Owned(target.service.to_owned()),
+            destination_service_name: Cow::Owned(target.name.to_owned()),
+            connection_security_policy: Cow::Borrowed(target.security),
+        });
+        let (upstream_host, (bytes_received, bytes_sent), flags) = match connect.await {
             Ok((addr, up)) => (
                 Some(addr),
                 tcp::pump(downstream, up, counters).await,
@@ -318,29 +337,13 @@ impl Capture {
                     started,
                     destination: dst,
                     upstream_host,
-                    upstream_cluster: Some(cluster),
+                    upstream_cluster: Some(target.cluster),
                     flags,
                     bytes_received,
                     bytes_sent,
                 },
             );
         }
-    }
-
-    /// The TCP counters of one connection's labels.
-    fn tcp_counters(
-        &self,
-        reporter: &'static str,
-        service: &str,
-        name: &str,
-        security: &'static str,
-    ) -> TcpCounters {
-        self.proxy.metrics().tcp(&TcpLabels {
-            reporter: Cow::Borrowed(reporter),
-            destination_service: Cow::Owned(service.to_owned()),
-            destination_service_name: Cow::Owned(name.to_owned()),
-            connection_security_policy: Cow::Borrowed(security),
-        })
     }
 }
 

@@ -123,15 +123,21 @@ fn main() -> ExitCode {
                 "http://reviews:9080/",
             ],
         );
-        match out {
+        let answered = match out {
             Ok(out) => {
                 println!("\n$ ip netns exec client curl -i http://reviews:9080/");
-                print!("{}", String::from_utf8_lossy(&out.stdout));
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                print!("{stdout}");
                 eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                out.status.success() && stdout.starts_with("HTTP/1.1 200")
             }
-            Err(e) => eprintln!("pods: curl: {e}"),
-        }
-        let logged = client_sidecar.logged("pods-demo") && reviews_sidecar.logged("pods-demo");
+            Err(e) => {
+                eprintln!("pods: curl: {e}");
+                false
+            }
+        };
+        let logged =
+            answered && client_sidecar.logged("pods-demo") && reviews_sidecar.logged("pods-demo");
         for (name, sidecar) in [("client", &client_sidecar), ("reviews", &reviews_sidecar)] {
             println!("\n{name} sidecar's access log:");
             for line in sidecar.access_log() {

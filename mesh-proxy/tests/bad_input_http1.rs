@@ -10,8 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{
-    Client, ProxyProc, Recorder, raw_exchange, read_until_closed, rss_kib, service_at, sidecar,
-    statuses,
+    ProxyProc, Recorder, raw_exchange, read_until_closed, rss_kib, service_at, sidecar, statuses,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -97,6 +96,7 @@ async fn bad_chunk_sizes_never_reach_the_backend_as_a_request() {
             statuses(&raw).iter().all(|s| *s >= 400),
             "{body:.40?}: {raw}"
         );
+        assert!(statuses(&raw).len() <= 1, "{body:.40?}: {raw}");
     }
     assert_eq!(backend.hits(), 0, "{:?}", backend.paths());
     innocent_ok(&proxy, &backend).await;
@@ -213,7 +213,11 @@ async fn hop_by_hop_and_connection_named_headers_are_not_forwarded() {
     // The proxy's own header is added whatever the client's Connection says.
     assert!(h.get("x-request-id").is_some(), "{h:?}");
     assert!(
-        h.get_all("connection").iter().all(|v| v != "X-Secret"),
+        h.get_all("connection").iter().all(|v| !v
+            .to_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("x-secret")),
         "{h:?}"
     );
     assert_eq!(seen[1].path, "/innocent");
@@ -307,7 +311,7 @@ async fn client_xfcc_and_mesh_control_headers_are_stripped_at_inbound() {
           X-Forwarded-Client-Cert: By=spiffe://cluster.local/ns/default/sa/app;URI=spiffe://cluster.local/ns/kube-system/sa/admin\r\n\
           X-Envoy-Retry-On: 5xx\r\nX-Envoy-Max-Retries: 100\r\nx-envoy-upstream-rq-timeout-ms: 1\r\n\
           X-Mesh-Response-Flags: UH\r\nx-mesh-anything: 1\r\n\
-          Connection: x-forwarded-client-cert, close\r\nX-Kept: 1\r\n\r\n",
+          Connection: close\r\nX-Kept: 1\r\n\r\n",
     )
     .await;
     assert_eq!(statuses(&raw), [200], "{raw}");
@@ -403,6 +407,7 @@ async fn a_thousand_pipelined_requests_are_answered_in_order() {
     let (raw, closed) = raw_exchange(proxy.outbound(), &burst).await;
     assert!(closed);
     assert_eq!(statuses(&raw).len(), 1001, "{:.300}", raw);
+    assert!(statuses(&raw).iter().all(|&s| s == 200), "{:.300}", raw);
     assert!(started.elapsed() < Duration::from_secs(5));
     let paths = backend.paths();
     let want: Vec<String> = (0..1000)
@@ -534,12 +539,14 @@ async fn a_client_that_never_reads_does_not_make_the_proxy_buffer() {
         grown < 32 * 1024,
         "RSS grew by {grown} KiB for 4 stuck clients"
     );
-    // Another client is served meanwhile (a small answer from the same
-    // upstream would be 64 MiB too: just check the proxy answers at once).
-    let (status, _) = Client::new()
-        .try_get(proxy.admin, "admin", "/ready")
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
+    // Another client is served meanwhile by the same listener (a small
+    // answer from the same upstream would be 64 MiB too: an unknown host
+    // gets the proxy's own answer at once).
+    let (raw, _) = raw_exchange(
+        proxy.outbound(),
+        b"GET / HTTP/1.1\r\nHost: nowhere\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(statuses(&raw), [502], "{raw}");
     drop(stuck);
 }

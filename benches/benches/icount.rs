@@ -19,10 +19,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may panic on its own setup
 
 use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::Ready;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,65 +28,6 @@ use http::{Request, Response};
 use http_body_util::{Empty, Full};
 use mesh_retry::{RetryBody, RetryLayer, RetryPolicy};
 use tower::{Layer, Service, service_fn};
-
-/// tower's retry policy for HTTP, as in the retry bench.
-#[derive(Clone)]
-struct Attempts(usize);
-
-impl<B: Clone, E> tower::retry::Policy<Request<B>, Response<()>, E> for Attempts {
-    type Future = Ready<()>;
-
-    fn retry(
-        &mut self,
-        _: &mut Request<B>,
-        result: &mut Result<Response<()>, E>,
-    ) -> Option<Self::Future> {
-        match result {
-            Ok(res) if !res.status().is_server_error() => None,
-            _ if self.0 > 0 => {
-                self.0 -= 1;
-                Some(ready(()))
-            }
-            _ => None,
-        }
-    }
-
-    fn clone_request(&mut self, req: &Request<B>) -> Option<Request<B>> {
-        Some(req.clone())
-    }
-}
-
-fn request<B>(body: B) -> Request<B> {
-    Request::get("http://reviews.default.svc.cluster.local/v1/reviews/7")
-        .header("host", "reviews.default.svc.cluster.local")
-        .header("user-agent", "bench/1.0")
-        .header("accept", "application/json")
-        .header("x-request-id", "4f5e6a1c-0d2b-4b8e-9d6a-1f0e2c3b4a59")
-        .body(body)
-        .unwrap()
-}
-
-fn ok<Req>(_: Req) -> Ready<Result<Response<()>, Infallible>> {
-    ready(Ok(Response::new(())))
-}
-
-/// As the retry bench drives a request: ready, call, one poll in place.
-fn drive<S, Req>(svc: &mut S, req: Req)
-where
-    S: Service<Req>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(r) => r.unwrap(),
-        Poll::Pending => panic!("not ready"),
-    }
-    let mut future = pin!(svc.call(req));
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(res) => drop(black_box(res.unwrap())),
-        Poll::Pending => panic!("not answered at once"),
-    }
-}
 
 fn run<S, B>(n: usize, mut svc: S, body: impl Fn() -> B)
 where
@@ -104,20 +43,14 @@ where
                 ([10, 0, 0, 1], 40000).into(),
             ));
         }
-        drive(&mut svc, req);
-    }
-}
-
-fn like_tower(p: RetryPolicy) -> RetryPolicy {
-    RetryPolicy {
-        attempt_count_header: false,
-        deadline_header: None,
-        ..p
+        drop(black_box(drive(&mut svc, req)));
     }
 }
 
 #[path = "support/stacks.rs"]
 mod stacks;
+
+use stacks::{Attempts, drive, like_tower, ok, request_with as request};
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");

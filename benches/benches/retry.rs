@@ -10,84 +10,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may panic on its own setup
 
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use http::{Request, Response};
+use http::Request;
 use http_body_util::{Empty, Full};
 use mesh_retry::budget::ConcurrencyBudget;
 use mesh_retry::{RetryBody, RetryLayer, RetryPolicy};
-use tower::{Layer, Service, service_fn};
+use tower::{Layer, service_fn};
 
-/// tower's retry policy for HTTP: retry 5xx up to `0` more times, cloning the
-/// whole request up front (tower calls `clone_request` before the first try).
-#[derive(Clone)]
-struct Attempts(usize);
+#[path = "support/stacks.rs"]
+mod stacks;
 
-impl<B: Clone, E> tower::retry::Policy<Request<B>, Response<()>, E> for Attempts {
-    type Future = Ready<()>;
-
-    fn retry(
-        &mut self,
-        _: &mut Request<B>,
-        result: &mut Result<Response<()>, E>,
-    ) -> Option<Self::Future> {
-        match result {
-            Ok(res) if !res.status().is_server_error() => None,
-            _ if self.0 > 0 => {
-                self.0 -= 1;
-                Some(ready(()))
-            }
-            _ => None,
-        }
-    }
-
-    fn clone_request(&mut self, req: &Request<B>) -> Option<Request<B>> {
-        Some(req.clone())
-    }
-}
-
-fn request<B>(body: B) -> Request<B> {
-    Request::get("http://reviews.default.svc.cluster.local/v1/reviews/7")
-        .header("host", "reviews.default.svc.cluster.local")
-        .header("user-agent", "bench/1.0")
-        .header("accept", "application/json")
-        .header("x-request-id", "4f5e6a1c-0d2b-4b8e-9d6a-1f0e2c3b4a59")
-        .body(body)
-        .unwrap()
-}
-
-fn ok<Req>(_: Req) -> Ready<Result<Response<()>, Infallible>> {
-    ready(Ok(Response::new(())))
-}
-
-/// One request through a ready service: `poll_ready`, `call`, and one poll
-/// of the response future where it was made (pinned on the stack, as an
-/// executor polls a task in place). Every row is driven the same way, so a
-/// larger future pays for its size only where a real caller would.
-fn drive<S, Req>(svc: &mut S, req: Req) -> S::Response
-where
-    S: Service<Req>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(r) => r.unwrap(),
-        Poll::Pending => panic!("not ready"),
-    }
-    let mut future = pin!(svc.call(req));
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(res) => res.unwrap(),
-        Poll::Pending => panic!("not answered at once"),
-    }
-}
+use stacks::{Attempts, drive, like_tower, ok, request_with as request};
 
 fn retry(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -96,13 +34,6 @@ fn retry(c: &mut Criterion) {
         .unwrap();
     let _guard = rt.enter();
     let policy = RetryPolicy::new(2, "5xx".parse().unwrap());
-    // What tower's layers do, and no more: no attempt-count header, no
-    // caller's deadline.
-    let like_tower = |p: RetryPolicy| RetryPolicy {
-        attempt_count_header: false,
-        deadline_header: None,
-        ..p
-    };
 
     let mut g = c.benchmark_group("retry_success_get");
     let mut bare = service_fn(ok::<Request<Empty<Bytes>>>);

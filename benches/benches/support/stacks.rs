@@ -76,13 +76,33 @@ pub(crate) const ENDPOINTS: usize = 4;
 
 /// The request of every row: the retry bench's GET to the default route.
 pub(crate) fn request() -> Request<Body> {
+    request_with(Empty::new())
+}
+
+/// [`request`] with another body (the retry bench's POST rows).
+pub(crate) fn request_with<B>(body: B) -> Request<B> {
     Request::get("http://reviews.default.svc.cluster.local/v1/reviews/7")
         .header("host", "reviews.default.svc.cluster.local")
         .header("user-agent", "bench/1.0")
         .header("accept", "application/json")
         .header("x-request-id", "4f5e6a1c-0d2b-4b8e-9d6a-1f0e2c3b4a59")
-        .body(Empty::new())
+        .body(body)
         .unwrap()
+}
+
+/// The retry bench's upstream: answers `200` with no body at once.
+pub(crate) fn ok<Req>(_: Req) -> Ready<Result<Response<()>, std::convert::Infallible>> {
+    ready(Ok(Response::new(())))
+}
+
+/// A retry policy doing only what tower's retry and timeout layers do: no
+/// `x-envoy-attempt-count`, no caller's deadline read.
+pub(crate) fn like_tower(p: RetryPolicy) -> RetryPolicy {
+    RetryPolicy {
+        attempt_count_header: false,
+        deadline_header: None,
+        ..p
+    }
 }
 
 /// A VirtualService's usual shape: `/login` exactly to v1, `/api` with an
@@ -120,7 +140,7 @@ pub(crate) fn steer_pick<B, S>(req: &Request<B>, _: &[S]) -> usize {
 
 /// tower's retry policy for HTTP, as in the retry bench.
 #[derive(Clone)]
-pub(crate) struct Attempts(usize);
+pub(crate) struct Attempts(pub(crate) usize);
 
 impl<B: Clone, RB, E> tower::retry::Policy<Request<B>, Response<RB>, E> for Attempts {
     type Future = Ready<()>;
@@ -211,13 +231,12 @@ pub(crate) fn mesh_retry_policy(like_tower: bool) -> RetryLayer {
         retry_on: Some("5xx".into()),
         ..Default::default()
     };
-    let mut policy =
-        RetryPolicy::from_istio(Some(&retries), Some(Duration::from_secs(15))).unwrap();
-    if like_tower {
-        policy.attempt_count_header = false;
-        policy.deadline_header = None;
-    }
-    RetryLayer::new(policy)
+    let policy = RetryPolicy::from_istio(Some(&retries), Some(Duration::from_secs(15))).unwrap();
+    RetryLayer::new(if like_tower {
+        self::like_tower(policy)
+    } else {
+        policy
+    })
 }
 
 /// [`mesh_retry_policy`] as mesh-proxy configures it.

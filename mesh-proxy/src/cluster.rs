@@ -545,6 +545,36 @@ pub(crate) fn ambiguous_framing<B>(
     Ok(res)
 }
 
+/// Forwards `req` over plain HTTP/1.1 to `addr` whatever its URI names (the
+/// local app inbound, a passthrough destination outbound), keeping the
+/// request as written otherwise: hop-by-hop headers stripped both ways, an
+/// ambiguously framed answer refused and its connection poisoned, errors
+/// mapped to Envoy's flags.
+pub(crate) async fn forward_plain(
+    client: Client<HttpConnector, Body>,
+    addr: SocketAddr,
+    mut req: Request<Body>,
+) -> Result<Response<Body>, BoxError> {
+    crate::headers::strip_hop_by_hop(req.headers_mut());
+    *req.version_mut() = http::Version::HTTP_11;
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    *req.uri_mut() = Uri::builder()
+        .scheme("http")
+        .authority(addr.to_string())
+        .path_and_query(path)
+        .build()?;
+    let captured = capture_connection(&mut req);
+    match client.request(req).await {
+        Ok(res) => {
+            let mut res = ambiguous_framing(res, &captured)?.map(body::boxed);
+            crate::headers::strip_hop_by_hop(res.headers_mut());
+            Ok(res)
+        }
+        Err(e) if e.is_connect() => Err(MeshError::ConnectFailure(Box::new(e)).into()),
+        Err(e) => Err(upstream_error(e)),
+    }
+}
+
 /// The mesh's error for an upstream request that failed after connecting:
 /// a response hyper could not parse (both `Content-Length` and
 /// `Transfer-Encoding`, two lengths, oversized headers, a bad status line) is

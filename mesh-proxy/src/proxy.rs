@@ -39,11 +39,9 @@ use crate::headers;
 use crate::metrics::Metrics;
 use crate::observe::DestinationService;
 use crate::tcp::TcpRoute;
-use http::Uri;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use mesh_core::MeshError;
 
 /// The running proxy: the config in force and what outlives it.
 #[derive(Debug)]
@@ -158,6 +156,12 @@ impl Proxy {
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// The config in force, borrowed for the length of a call (no reference
+    /// count taken: for the request path, which clones what it keeps).
+    pub(crate) fn current(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
@@ -810,36 +814,18 @@ impl Outbound {
     }
 
     /// A request no service claims.
-    fn unclaimed(&self, mut req: Request<Body>, host: &str) -> ResponseFuture {
+    fn unclaimed(&self, req: Request<Body>, host: &str) -> ResponseFuture {
         let dst = req.extensions().get::<OriginalDst>().map(|d| d.0);
         let (Some(dst), OutboundPolicy::AllowAny) = (dst, self.policy) else {
             return Box::pin(std::future::ready(Ok(unknown_host(host))));
         };
         // Envoy's PassthroughCluster: to where the app was connecting, with
         // the request as the app wrote it.
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        match Uri::builder()
-            .scheme("http")
-            .authority(dst.to_string())
-            .path_and_query(path)
-            .build()
-        {
-            Ok(uri) => *req.uri_mut() = uri,
-            Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
-        }
-        *req.version_mut() = http::Version::HTTP_11;
-        let client = self.passthrough.clone();
-        Box::pin(async move {
-            match client.request(req).await {
-                Ok(res) => {
-                    let mut res = res.map(body::boxed);
-                    headers::strip_hop_by_hop(res.headers_mut());
-                    Ok(res)
-                }
-                Err(e) if e.is_connect() => Err(MeshError::ConnectFailure(Box::new(e)).into()),
-                Err(e) => Err(MeshError::UpstreamReset(Box::new(e)).into()),
-            }
-        })
+        Box::pin(crate::cluster::forward_plain(
+            self.passthrough.clone(),
+            dst,
+            req,
+        ))
     }
 }
 
@@ -880,7 +866,7 @@ impl Service<Request<Body>> for Outbound {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let snapshot = self.proxy.snapshot();
+        let snapshot = self.proxy.current();
         headers::strip_hop_by_hop(req.headers_mut());
         let dst = req.extensions().get::<OriginalDst>().map(|d| d.0);
         let vip = dst

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderValue;
-use http::{HeaderName, Request, Response, Uri};
+use http::{HeaderName, Request, Response};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{HttpConnector, capture_connection};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use mesh_core::BoxError;
 use mesh_core::context::PeerIdentity;
-use mesh_core::{BoxError, MeshError};
 use mesh_tls::authz::{Action, AuthorizationLayer, AuthorizationPolicy, Operation, Rule, Source};
 use mesh_tls::{CredentialStore, IdentityFiles, MtlsAcceptor, PeerAuthMode, PeerCertificate};
 use tokio::net::TcpListener;
@@ -32,7 +32,7 @@ use crate::dns::Resolver;
 use crate::normalize::NormalizeRequest;
 use crate::observe::{Observe, ObserveConfig};
 use crate::proxy::{Outbound, Proxy};
-use crate::{admin, config, headers, server};
+use crate::{admin, config, server};
 
 /// `x-forwarded-client-cert`.
 const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
@@ -488,25 +488,7 @@ fn inbound_service(
         });
         async move {
             let app = app.ok_or("an inbound request without an app address")?;
-            headers::strip_hop_by_hop(req.headers_mut());
-            *req.version_mut() = http::Version::HTTP_11;
-            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            *req.uri_mut() = Uri::builder()
-                .scheme("http")
-                .authority(app.to_string())
-                .path_and_query(path)
-                .build()?;
-            let captured = capture_connection(&mut req);
-            match client.request(req).await {
-                Ok(res) => {
-                    let mut res =
-                        crate::cluster::ambiguous_framing(res, &captured)?.map(body::boxed);
-                    headers::strip_hop_by_hop(res.headers_mut());
-                    Ok::<_, BoxError>(res)
-                }
-                Err(e) if e.is_connect() => Err(MeshError::ConnectFailure(Box::new(e)).into()),
-                Err(e) => Err(crate::cluster::upstream_error(e)),
-            }
+            crate::cluster::forward_plain(client, app, req).await
         }
     });
     if authz.is_empty() {

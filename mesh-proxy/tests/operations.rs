@@ -27,21 +27,12 @@ async fn version(proxy: &ProxyProc) -> u64 {
         .unwrap()
 }
 
-async fn wait_version(proxy: &ProxyProc, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while version(proxy).await < want {
-        assert!(
-            Instant::now() < deadline,
-            "version {want} never came into force"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// How many config versions the reload test puts in force under load.
 const RELOADS: u64 = 200;
 
-async fn wait_version_fast(proxy: &ProxyProc, want: u64) -> u64 {
+/// Waits (polling every 2 ms, up to 10 s) until version `want` is in force;
+/// returns the version seen.
+async fn wait_version(proxy: &ProxyProc, want: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let v = version(proxy).await;
@@ -103,7 +94,7 @@ async fn two_hundred_reloads_under_load_fail_no_request() {
             .args(["-HUP", &proxy.pid().to_string()])
             .status()
             .unwrap();
-        in_force = wait_version_fast(&proxy, in_force + 1).await;
+        in_force = wait_version(&proxy, in_force + 1).await;
     }
     let reload_time = started.elapsed();
     assert!(in_force > RELOADS, "only {in_force} versions");
@@ -171,11 +162,7 @@ async fn sigterm_drains_in_flight_requests() {
         }));
     }
     // Let them all reach the backend, then ask the proxy to stop.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while slow.hits() < 8 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::wait_until("the 8 requests reached the backend", || slow.hits() >= 8).await;
     let admin = proxy.admin;
     let pid = proxy.pid();
     std::process::Command::new("kill")

@@ -1,7 +1,8 @@
 //! Proxyless retries: a hyper client wrapped in mesh-retry's layer, with an
 //! Istio route's `retries` and `timeout`, over two real upstreams of which one
 //! always answers 503. Every request succeeds: a failed try is retried on the
-//! other endpoint (a tiny picker honours `TriedEndpoints`, as mesh-lb does).
+//! other endpoint (a tiny picker honours the request context's `tried`, as
+//! mesh-lb does).
 //!
 //! Run with `cargo run -p examples --example retries`.
 
@@ -19,7 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_core::BoxError;
-use mesh_core::context::{ChosenEndpoint, TriedEndpoints};
+use mesh_core::context::{ChosenEndpoint, RequestContext};
 use mesh_retry::budget::ConcurrencyBudget;
 use mesh_retry::{IstioRetries, RetryBody, RetryLayer, RetryPolicy};
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -72,7 +73,7 @@ impl Service<Request<RetryBody<Full<Bytes>>>> for Pick {
 
     fn call(&mut self, mut req: Request<RetryBody<Full<Bytes>>>) -> Self::Future {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let tried = req.extensions().get::<TriedEndpoints>();
+        let tried = RequestContext::get(req.extensions()).map(|c| &c.tried);
         let pick = (0..2)
             .map(|i| self.endpoints[(start + i) % 2])
             .find(|a| tried.is_none_or(|t| !t.contains(a)))

@@ -1,28 +1,95 @@
 //! Request context: typed request extensions that layers pass down the stack.
 //!
-//! Each is a small newtype so that `req.extensions().get::<ClientAddr>()` says
-//! what it reads. Who sets what:
+//! What the mesh layers learn about a request on its way down travels in one
+//! extension, [`RequestContext`]: each layer reads or fills its field of the
+//! one value instead of inserting an extension of its own, because every
+//! extension costs `http::Extensions` an allocation (the first one three).
+//! Who sets what:
+//!
+//! | field of [`RequestContext`] | set by | read by |
+//! |---|---|---|
+//! | [`route`](RequestContext::route) ([`RouteName`]) | the router | metrics, access logs |
+//! | [`attempt`](RequestContext::attempt) ([`Attempt`]) | the retry layer, on retries (absent context: the first) | the balancer, `x-envoy-attempt-count` |
+//! | [`tried`](RequestContext::tried) ([`TriedEndpoints`]) | the retry layer | the balancer (prefer an untried endpoint) |
+//! | [`deadline`](RequestContext::deadline) ([`AttemptDeadline`]) | the retry layer (per-try or overall timeout) | outlier detection: an attempt dropped at its deadline timed out |
+//! | [`slot`](RequestContext::slot) ([`EndpointSlot`]) | the retry layer (empty, when a per-try timeout may drop an attempt it can retry), filled by the balancer | the retry layer, when an attempt timed out |
+//! | [`endpoint`](RequestContext::endpoint) ([`ChosenEndpoint`]) | the balancer | endpoint clients |
+//!
+//! What the connection knows is set once per request by the server, as
+//! extensions of their own:
 //!
 //! | extension | set by | read by |
 //! |---|---|---|
 //! | [`ClientAddr`] | the server accepting the connection | source-IP hashing, access logs |
 //! | [`PeerIdentity`] | the mTLS acceptor | authorization, `x-forwarded-client-cert` |
-//! | [`RouteName`] | the router | metrics, access logs |
-//! | [`Attempt`] | the retry layer | the balancer, `x-envoy-attempt-count` |
-//! | [`TriedEndpoints`] | the retry layer | the balancer (prefer an untried endpoint) |
-//! | [`ChosenEndpoint`] | the balancer (request and response) | endpoint clients, access logs, retry |
-//! | [`EndpointSlot`] | the retry layer (empty, when a per-try timeout may drop an attempt it can retry), filled by the balancer | the retry layer, when an attempt timed out |
-//! | [`AttemptDeadline`] | the retry layer (per-try or overall timeout) | outlier detection: an attempt dropped at its deadline timed out |
+//! | [`ChosenEndpoint`] (in the response) | the balancer | the retry layer, access logs |
 //!
 //! An error has no extensions, so a balancer names the endpoint that failed
 //! by wrapping the error in an [`EndpointError`]; classification and
 //! `MeshError::find` see through it.
+//!
+//! ```
+//! use mesh_core::context::{Attempt, RequestContext, RouteName};
+//!
+//! let mut req = http::Request::new(());
+//! // No context yet: the first attempt of an unrouted request.
+//! assert_eq!(RequestContext::attempt_of(req.extensions()), Attempt::FIRST);
+//! RequestContext::get_mut(req.extensions_mut()).route = Some(RouteName("reviews-v2".into()));
+//! let ctx = RequestContext::get(req.extensions()).unwrap();
+//! assert_eq!(ctx.route.as_ref().unwrap().to_string(), "reviews-v2");
+//! ```
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, OnceLock};
+
+use http::Extensions;
+
+/// What the mesh layers know about one attempt of a request, in one request
+/// extension (see the [module docs](self) for who sets each field).
+///
+/// Read it with [`RequestContext::get`]; fill a field with
+/// [`RequestContext::get_mut`], which inserts an empty context on first use.
+/// A request without one is the first attempt of an unrouted request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestContext {
+    /// The route that matched.
+    pub route: Option<RouteName>,
+    /// Which attempt this request is.
+    pub attempt: Attempt,
+    /// Endpoints earlier attempts went to.
+    pub tried: TriedEndpoints,
+    /// When this attempt times out.
+    pub deadline: Option<AttemptDeadline>,
+    /// Where the balancer writes the endpoint it chose, for the retry layer.
+    pub slot: Option<EndpointSlot>,
+    /// The endpoint the balancer chose.
+    pub endpoint: Option<ChosenEndpoint>,
+}
+
+impl RequestContext {
+    /// The context of a request (`req.extensions()`), if a layer set one.
+    #[inline]
+    pub fn get(extensions: &Extensions) -> Option<&RequestContext> {
+        extensions.get::<RequestContext>()
+    }
+
+    /// The context of a request (`req.extensions_mut()`), inserted empty if
+    /// there is none yet.
+    #[inline]
+    pub fn get_mut(extensions: &mut Extensions) -> &mut RequestContext {
+        extensions.get_or_insert_default::<RequestContext>()
+    }
+
+    /// Which attempt a request is ([`Attempt::FIRST`] without a context).
+    #[inline]
+    pub fn attempt_of(extensions: &Extensions) -> Attempt {
+        Self::get(extensions).map_or(Attempt::FIRST, |c| c.attempt)
+    }
+}
 
 /// The address of the client that opened the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -117,8 +184,9 @@ impl TriedEndpoints {
     }
 }
 
-/// The endpoint the balancer chose for this request. Put in the request for the
-/// endpoint's client and in the response for the layers above.
+/// The endpoint the balancer chose for this request: in the request's
+/// [`RequestContext`] for the endpoint's client, and as an extension of the
+/// response for the layers above.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ChosenEndpoint(pub SocketAddr);
 
@@ -135,6 +203,15 @@ pub struct AttemptDeadline(pub tokio::time::Instant);
 /// must avoid the endpoint that hung.
 #[derive(Clone, Debug, Default)]
 pub struct EndpointSlot(Arc<OnceLock<SocketAddr>>);
+
+/// Two slots are equal when they are the same slot.
+impl PartialEq for EndpointSlot {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for EndpointSlot {}
 
 impl EndpointSlot {
     /// An empty slot.
@@ -251,6 +328,26 @@ mod tests {
         t.push(a);
         assert_eq!(t.as_slice(), &[a, b]);
         assert!(t.contains(&b));
+    }
+
+    #[test]
+    fn one_context_per_request_filled_in_place() {
+        let mut req = http::Request::new(());
+        assert!(RequestContext::get(req.extensions()).is_none());
+        assert_eq!(RequestContext::attempt_of(req.extensions()), Attempt::FIRST);
+        RequestContext::get_mut(req.extensions_mut()).route = Some(RouteName("r".into()));
+        RequestContext::get_mut(req.extensions_mut()).attempt = Attempt::FIRST.next();
+        let ctx = RequestContext::get(req.extensions()).unwrap();
+        assert_eq!(ctx.route, Some(RouteName("r".into())));
+        assert_eq!(RequestContext::attempt_of(req.extensions()).get(), 2);
+        assert_eq!(req.extensions().len(), 1);
+    }
+
+    #[test]
+    fn slots_are_equal_only_to_themselves() {
+        let slot = EndpointSlot::new();
+        assert_eq!(slot, slot.clone());
+        assert_ne!(slot, EndpointSlot::new());
     }
 
     #[test]

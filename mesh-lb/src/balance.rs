@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::header::{HeaderValue, SET_COOKIE};
 use http::{Request, Response};
-use mesh_core::context::{ChosenEndpoint, EndpointError, EndpointSlot, TriedEndpoints};
+use mesh_core::context::{ChosenEndpoint, EndpointError, RequestContext};
 use mesh_core::discover::{Change, Discover, EndpointService};
 use mesh_core::{BoxError, MeshError};
 use pin_project_lite::pin_project;
@@ -39,10 +39,11 @@ use crate::stats::{EndpointStats, Epoch};
 /// [`mesh_core::discover`] guarantee it). For a subset, narrow the source with
 /// [`DiscoverExt::subset`](mesh_core::discover::DiscoverExt::subset).
 ///
-/// The chosen endpoint goes into the request's and the response's extensions
-/// as [`ChosenEndpoint`] (an endpoint's error is wrapped in an
-/// [`EndpointError`] naming it); endpoints named in a [`TriedEndpoints`] request
-/// extension (set by the retry layer) are avoided while another is ready,
+/// The chosen endpoint goes into the request's [`RequestContext`] and the
+/// response's extensions as [`ChosenEndpoint`] (an endpoint's error is wrapped
+/// in an [`EndpointError`] naming it); endpoints named in the request
+/// context's [`tried`](RequestContext::tried) (set by the retry layer) are
+/// avoided while another is ready,
 /// except by the hash balancers, whose point is to stay put.
 ///
 /// `Balance` is not `Clone`; share one with `tower::buffer::Buffer`.
@@ -193,7 +194,9 @@ where
         let picked = {
             let input = PickInput {
                 hash,
-                tried: req.extensions().get::<TriedEndpoints>(),
+                tried: RequestContext::get(req.extensions())
+                    .map(|c| &c.tried)
+                    .filter(|t| !t.is_empty()),
                 now_ns,
             };
             self.picker.pick(&self.set, &input, &mut self.rng)
@@ -206,10 +209,11 @@ where
         let rtt = self.picker.ewma().map(|c| (now_ns, self.epoch, c.decay));
         let slot = self.set.slot_mut(i);
         let addr = slot.endpoint.addr();
-        if let Some(slot) = req.extensions().get::<EndpointSlot>() {
+        let ctx = RequestContext::get_mut(req.extensions_mut());
+        if let Some(slot) = &ctx.slot {
             slot.set(addr);
         }
-        req.extensions_mut().insert(ChosenEndpoint(addr));
+        ctx.endpoint = Some(ChosenEndpoint(addr));
         slot.stats.start();
         let in_flight = InFlight {
             stats: slot.stats.clone(),

@@ -162,11 +162,8 @@ async fn chosen_endpoint_and_generated_cookie_reach_the_response() {
         let port = ep.addr().port();
         tower::service_fn(move |req: Request<()>| async move {
             // The endpoint's client sees the choice too.
-            let chosen = req
-                .extensions()
-                .get::<mesh_core::context::ChosenEndpoint>()
-                .unwrap()
-                .0;
+            let ctx = mesh_core::context::RequestContext::get(req.extensions()).unwrap();
+            let chosen = ctx.endpoint.unwrap().0;
             assert_eq!(chosen.port(), port);
             Ok::<_, std::convert::Infallible>(Response::new(port))
         })

@@ -23,7 +23,7 @@ use hyper_util::client::legacy::connect::{CaptureConnection, capture_connection}
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use mesh_breaker::outlier::{OutlierDetection, OutlierDetector};
 use mesh_breaker::pool::{ConnectionLimit, ConnectionPoolLayer, PoolLimits};
-use mesh_core::context::Attempt;
+use mesh_core::context::RequestContext;
 use mesh_core::discover::{DiscoverExt, EndpointSet};
 use mesh_core::{BoxError, Endpoint, LabelSelector, MeshError};
 use mesh_lb::Balance;
@@ -364,13 +364,14 @@ fn stack(
             let c = c.clone();
             async move {
                 let active = InFlight::start(c);
-                let attempt = req.extensions().get::<Attempt>().copied();
+                let attempt = RequestContext::attempt_of(req.extensions());
                 let result = client.send(upstream.addr, req).await;
                 drop(active);
                 let mut res = result?;
                 res.extensions_mut().insert(upstream);
-                if let Some(a) = attempt {
-                    res.extensions_mut().insert(a);
+                // For the access log; none reads as the first attempt.
+                if attempt.is_retry() {
+                    res.extensions_mut().insert(attempt);
                 }
                 Ok::<_, BoxError>(res)
             }

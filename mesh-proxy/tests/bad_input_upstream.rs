@@ -116,9 +116,14 @@ async fn a_truncated_body_is_cut_for_the_client_and_the_connection_dropped() {
         b"GET / HTTP/1.1\r\nHost: web\r\n\r\n",
     )
     .await;
-    assert_eq!(statuses(&raw), [200], "{raw}");
-    let body = raw.split_once("\r\n\r\n").unwrap().1;
-    assert!(body.len() < 100, "a complete-looking body: {raw}");
+    // The head is forwarded, then the body is cut. When the cut arrives with
+    // the first bytes, hyper drops the connection before flushing the head:
+    // the client then sees nothing at all, which is as safe.
+    let codes = statuses(&raw);
+    assert!(codes.is_empty() || codes == [200], "{raw}");
+    if let Some((_, body)) = raw.split_once("\r\n\r\n") {
+        assert!(body.len() < 100, "a complete-looking body: {raw}");
+    }
     assert!(closed, "the client connection stays open after a cut body");
 
     // Extra bytes after a body: the connection is not reused either.

@@ -608,7 +608,7 @@ async fn upstream_hanging() {
     let hung = ups[0].count(|s| &s.hung);
     assert!(hung > 0, "the victim hung requests");
     // Each hung attempt ended at its per-try timeout and was retried on
-    // another endpoint (the timed-out one is named in `TriedEndpoints`), so
+    // another endpoint (the timed-out one is named in the request context's `tried`), so
     // no request hung twice.
     assert_eq!(retried, hung, "{retried} retried, {hung} hung");
     // Timeouts count against the endpoint, as in Envoy: the victim (the only

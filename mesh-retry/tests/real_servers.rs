@@ -20,7 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_core::BoxError;
-use mesh_core::context::{ChosenEndpoint, TriedEndpoints};
+use mesh_core::context::{ChosenEndpoint, RequestContext};
 use mesh_retry::budget::ConcurrencyBudget;
 use mesh_retry::{Backoff, RetryBody, RetryLayer, RetryPolicy};
 use tokio::net::TcpListener;
@@ -122,7 +122,7 @@ async fn server_with(status: u16, barrier: Option<Barrier>) -> (SocketAddr, Arc<
 }
 
 /// A tiny two-endpoint balancer for the test (mesh-lb is a sibling crate):
-/// round robin, skipping endpoints in [`TriedEndpoints`], and reporting its
+/// round robin, skipping endpoints the request context names as tried, and reporting its
 /// pick as [`ChosenEndpoint`] in the response, as the real balancer does.
 struct TwoEndpoints<B> {
     client: Client<HttpConnector, RetryBody<B>>,
@@ -174,13 +174,13 @@ where
 
     fn call(&mut self, mut req: Request<RetryBody<B>>) -> Self::Future {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let tried = req.extensions().get::<TriedEndpoints>();
+        let tried = RequestContext::get(req.extensions()).map(|c| &c.tried);
         let pick = (0..2)
             .map(|i| self.endpoints[(start + i) % 2])
             .find(|a| tried.is_none_or(|t| !t.contains(a)))
             .unwrap_or(self.endpoints[start % 2]);
         *req.uri_mut() = format!("http://{pick}/").parse().unwrap();
-        req.extensions_mut().insert(ChosenEndpoint(pick));
+        RequestContext::get_mut(req.extensions_mut()).endpoint = Some(ChosenEndpoint(pick));
         let client = self.client.clone();
         Box::pin(async move {
             let mut res = client.request(req).await?;

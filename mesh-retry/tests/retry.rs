@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full, StreamBody};
-use mesh_core::context::{Attempt, ChosenEndpoint, TriedEndpoints};
+use mesh_core::context::{Attempt, ChosenEndpoint, RequestContext, TriedEndpoints};
 use mesh_core::limit::SharedLimit;
 use mesh_core::{BoxError, MeshError, Overload, ResponseFlag, ResponseFlags};
 use mesh_retry::budget::{ConcurrencyBudget, tps_budget};
@@ -39,7 +39,10 @@ enum Act {
 #[derive(Debug)]
 struct Seen {
     attempt_header: String,
-    attempt: Option<u32>,
+    /// The attempt as the request context says (none: the first).
+    attempt: u32,
+    /// Whether the request carried a context at all.
+    context: bool,
     tried: Vec<SocketAddr>,
     body: Result<Bytes, String>,
     at: Instant,
@@ -112,17 +115,17 @@ where
                 .get("x-envoy-attempt-count")
                 .map(|v| v.to_str().unwrap().to_owned())
                 .unwrap_or_default();
-            let attempt = req.extensions().get::<Attempt>().map(|a| a.get());
-            let tried = req
-                .extensions()
-                .get::<TriedEndpoints>()
-                .map(|t| t.as_slice().to_vec())
+            let attempt = RequestContext::attempt_of(req.extensions()).get();
+            let context = RequestContext::get(req.extensions()).is_some();
+            let tried = RequestContext::get(req.extensions())
+                .map(|c| c.tried.as_slice().to_vec())
                 .unwrap_or_default();
             let n = {
                 let mut seen = seen.lock().unwrap();
                 seen.push(Seen {
                     attempt_header,
                     attempt,
+                    context,
                     tried,
                     body: Err("not read yet".into()),
                     at,
@@ -197,7 +200,9 @@ async fn retries_until_success_with_attempt_count_and_replayed_body() {
     assert_eq!(seen.len(), 3);
     for (i, s) in seen.iter().enumerate() {
         assert_eq!(s.attempt_header, (i + 1).to_string());
-        assert_eq!(s.attempt, Some(i as u32 + 1));
+        assert_eq!(s.attempt, i as u32 + 1);
+        // Retries carry their attempt in a context; the first needs none.
+        assert_eq!(s.context, i > 0);
         assert_eq!(
             s.body.as_deref().unwrap(),
             b"hello",
@@ -380,7 +385,7 @@ async fn each_retry_names_the_endpoints_already_tried() {
     let outer = SocketAddr::from(([192, 168, 0, 1], 80));
     let mut already = TriedEndpoints::default();
     already.push(outer);
-    req.extensions_mut().insert(already);
+    RequestContext::get_mut(req.extensions_mut()).tried = already;
     send(&layer, &up, req).await.unwrap();
     let seen = up.seen();
     assert_eq!(
@@ -652,6 +657,23 @@ async fn grpc_unavailable_in_headers_is_retried_under_istios_default() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_first_attempt_with_nothing_to_say_carries_no_context() {
+    // Nothing for the layers below (no deadline, no endpoint slot): no
+    // context, which spares http's extensions map; its absence reads as the
+    // first attempt. Whether retries are on or off.
+    for policy in [RetryPolicy::disabled(), policy(2, "5xx")] {
+        let layer = RetryLayer::new(policy);
+        let up = Upstream::new(|_| Act::Status(200));
+        send(&layer, &up, get()).await.unwrap();
+        let seen = up.seen();
+        assert!(!seen[0].context);
+        assert_eq!(seen[0].attempt, 1);
+        assert_eq!(seen[0].attempt_header, "1");
+    }
+    assert_eq!(Attempt::default(), Attempt::FIRST);
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_retries_the_body_passes_through_and_timeouts_still_apply() {
     let layer = RetryLayer::new(RetryPolicy {
         per_try_timeout: Some(Duration::from_millis(100)),
@@ -665,12 +687,11 @@ async fn without_retries_the_body_passes_through_and_timeouts_still_apply() {
         "no policy, no URX"
     );
     assert_eq!(up.seen()[0].attempt_header, "1");
-    assert_eq!(
-        up.seen()[0].attempt,
-        None,
-        "the only attempt carries no Attempt extension; its absence reads as the first"
+    assert!(
+        up.seen()[0].context,
+        "the per-try deadline travels in the request context"
     );
-    assert_eq!(Attempt::default(), Attempt::FIRST);
+    assert_eq!(up.seen()[0].attempt, 1);
     assert_eq!(up.seen()[0].body.as_deref().unwrap(), b"hello");
     assert_eq!(layer.stats().per_try_timeouts(), 0);
     let up = Upstream::new(|_| Act::Hang);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use http_body_util::Empty;
-use mesh_core::context::{EndpointError, EndpointSlot, TriedEndpoints};
+use mesh_core::context::{EndpointError, RequestContext};
 use mesh_core::{BoxError, MeshError};
 use mesh_retry::{RetryBody, RetryLayer, RetryPolicy};
 use tower::{Layer, ServiceExt};
@@ -36,18 +36,15 @@ fn upstream(
     tower::service_fn(move |req: Request<RetryBody<Empty<bytes::Bytes>>>| {
         let seen = seen.clone();
         async move {
-            let tried = req
-                .extensions()
-                .get::<TriedEndpoints>()
-                .map(|t| t.as_slice().to_vec())
-                .unwrap_or_default();
+            let ctx = RequestContext::get(req.extensions());
+            let tried = ctx.map(|c| c.tried.as_slice().to_vec()).unwrap_or_default();
             let n = {
                 let mut s = seen.lock().unwrap();
                 s.push(tried);
                 s.len() as u16
             };
             let chosen = addr(n);
-            if let Some(slot) = req.extensions().get::<EndpointSlot>() {
+            if let Some(slot) = ctx.and_then(|c| c.slot.as_ref()) {
                 slot.set(chosen);
             }
             if n == 1 {
@@ -99,9 +96,8 @@ async fn each_attempt_carries_its_deadline() {
     let svc = tower::service_fn(move |req: Request<RetryBody<Empty<bytes::Bytes>>>| {
         let d = d.clone();
         async move {
-            let deadline = req
-                .extensions()
-                .get::<mesh_core::context::AttemptDeadline>()
+            let deadline = RequestContext::get(req.extensions())
+                .and_then(|c| c.deadline)
                 .map(|x| x.0);
             let n = {
                 let mut d = d.lock().unwrap();

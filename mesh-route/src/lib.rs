@@ -13,7 +13,8 @@
 //! injected abort is [`MeshError::FaultAbort`](mesh_core::MeshError::FaultAbort)
 //! (`FI`), an injected delay puts `DI` in the response's
 //! [`ResponseFlags`](mesh_core::ResponseFlags), the matched route's name goes
-//! into the request as [`RouteName`](mesh_core::context::RouteName).
+//! into the request's [`RequestContext`](mesh_core::context::RequestContext) as
+//! [`RouteName`](mesh_core::context::RouteName).
 //!
 //! Semantics follow Istio/Envoy: routes in order, first match wins; match
 //! blocks ORed, conditions ANDed; regexes (RE2 syntax) match the whole value;

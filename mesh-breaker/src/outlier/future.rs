@@ -29,7 +29,8 @@ pin_project! {
     /// outcome to the endpoint when the response head (or, for gRPC, the end
     /// of the body) arrives.
     ///
-    /// Dropped unfinished at or after the attempt's [`AttemptDeadline`], the
+    /// Dropped unfinished at or after the attempt's deadline (the request
+    /// context's [`AttemptDeadline`](mesh_core::context::AttemptDeadline)), the
     /// call counts as a timeout of the endpoint (Envoy's `LocalOriginTimeout`):
     /// a hanging endpoint is ejected like a failing one.
     pub struct ResponseFuture<F, C> {

@@ -9,7 +9,7 @@ use futures_util::task::AtomicWaker;
 use http::{Request, Response};
 use mesh_core::BoxError;
 use mesh_core::classify::{Classify, HttpClassifier};
-use mesh_core::context::AttemptDeadline;
+use mesh_core::context::RequestContext;
 use tower::Service;
 
 use super::detector::{OutlierDetector, Registration, Shared};
@@ -130,7 +130,9 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let deadline = req.extensions().get::<AttemptDeadline>().map(|d| d.0);
+        let deadline = RequestContext::get(req.extensions())
+            .and_then(|c| c.deadline)
+            .map(|d| d.0);
         ResponseFuture::new(
             self.inner.call(req),
             self.registration.clone(),

@@ -524,8 +524,13 @@ async fn calls_dropped_at_their_attempt_deadline_are_timeouts_of_the_endpoint() 
         std::future::pending::<Result<Response<()>, BoxError>>()
     });
     let mut gate = d.gate(addr(1), hang);
-    let deadline =
-        |ms| mesh_core::context::AttemptDeadline(Instant::now() + Duration::from_millis(ms));
+    let deadline = |ms| {
+        let mut ctx = mesh_core::context::RequestContext::default();
+        ctx.deadline = Some(mesh_core::context::AttemptDeadline(
+            Instant::now() + Duration::from_millis(ms),
+        ));
+        ctx
+    };
 
     // Dropped before the deadline: the caller went away; nothing counts.
     for _ in 0..5 {

@@ -12,7 +12,8 @@ use http::{HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
 use mesh_core::classify::{Classified, Classify, Outcome};
 use mesh_core::context::{
-    Attempt, AttemptDeadline, ChosenEndpoint, EndpointError, EndpointSlot, TriedEndpoints,
+    Attempt, AttemptDeadline, ChosenEndpoint, EndpointError, EndpointSlot, RequestContext,
+    TriedEndpoints,
 };
 use mesh_core::{BoxError, MeshError, RESPONSE_FLAGS_HEADER, ResponseFlag, ResponseFlags};
 use pin_project_lite::pin_project;
@@ -388,9 +389,8 @@ where
             state
                 .tried
                 .get_or_insert_with(|| {
-                    head.extensions
-                        .get::<TriedEndpoints>()
-                        .cloned()
+                    RequestContext::get(&head.extensions)
+                        .map(|c| c.tried.clone())
                         .unwrap_or_default()
                 })
                 .push(addr);
@@ -506,18 +506,16 @@ where
         let body = state.body.next()?;
         state.attempt = state.attempt.next();
         let mut head = state.head.clone();
-        mark_attempt(&mut head, state.attempt, shared.policy.attempt_count_header);
+        mark_attempt_header(&mut head, state.attempt, shared.policy.attempt_count_header);
+        // One context for all this attempt tells the layers below.
+        let ctx = RequestContext::get_mut(&mut head.extensions);
+        ctx.attempt = state.attempt;
         if let Some(tried) = &state.tried {
-            head.extensions.insert(tried.clone());
+            ctx.tried.clone_from(tried);
         }
-        let slot = shared.policy.per_try_timeout.map(|_| {
-            let slot = EndpointSlot::new();
-            head.extensions.insert(slot.clone());
-            slot
-        });
-        if let Some(d) = attempt_deadline(Instant::now(), shared.policy.per_try_timeout, overall) {
-            head.extensions.insert(d);
-        }
+        let slot = shared.policy.per_try_timeout.map(|_| EndpointSlot::new());
+        ctx.slot.clone_from(&slot);
+        ctx.deadline = attempt_deadline(Instant::now(), shared.policy.per_try_timeout, overall);
         let fut = state.svc.call(Request::from_parts(head, body));
         shared.stats.inc_retries();
         Some(TryFuture::new(
@@ -553,23 +551,11 @@ pub(super) fn attempt_deadline(
     .map(AttemptDeadline)
 }
 
-/// Puts the attempt number in the request context and, if asked, in
-/// `x-envoy-attempt-count`.
-pub(super) fn mark_attempt(head: &mut Parts, attempt: Attempt, header: bool) {
-    head.extensions.insert(attempt);
+/// Puts the attempt number in `x-envoy-attempt-count`, if asked.
+pub(super) fn mark_attempt_header(head: &mut Parts, attempt: Attempt, header: bool) {
     if header {
         head.headers
             .insert(ATTEMPT_COUNT_HEADER, attempt_value(attempt.get()));
-    }
-}
-
-/// Marks a request that will have no retry: `x-envoy-attempt-count: 1` if
-/// asked, and no [`Attempt`] extension, whose absence means the first
-/// attempt.
-pub(super) fn mark_only_attempt(head: &mut Parts, header: bool) {
-    if header {
-        head.headers
-            .insert(ATTEMPT_COUNT_HEADER, HeaderValue::from_static("1"));
     }
 }
 

@@ -4,11 +4,13 @@
 //! # What it does, in Envoy's terms
 //!
 //! - **Attempts**: up to `1 + attempts` tries. Each carries
-//!   `x-envoy-attempt-count` (1 on the first try) and, when the policy can
-//!   retry, the [`Attempt`](mesh_core::context::Attempt) extension. With
-//!   retries off the single try carries no extension, sparing http's
-//!   extensions map; a missing `Attempt` reads as the first
-//!   (`Attempt::default()`), as mesh-proxy's readers do.
+//!   `x-envoy-attempt-count` (1 on the first try), and each retry its
+//!   [`Attempt`](mesh_core::context::Attempt) in the request's
+//!   [`RequestContext`](mesh_core::context::RequestContext). The first try
+//!   gets a context only when it has something to say (a deadline, a slot for
+//!   the endpoint), sparing http's extensions map; no context reads as the
+//!   first attempt ([`RequestContext::attempt_of`](mesh_core::context::RequestContext::attempt_of)),
+//!   as mesh-proxy's readers do.
 //! - **Decision**: after each attempt, [`RetryOn`](crate::RetryOn) reads the
 //!   classifier's outcome (mesh-core's [`Classify`](mesh_core::classify::Classify)).
 //!   Pool overflow and other mesh decisions, and the route timeout, are never
@@ -19,7 +21,7 @@
 //!   balancer's [`ChosenEndpoint`](mesh_core::context::ChosenEndpoint) in the
 //!   response extensions) is added to
 //!   [`TriedEndpoints`](mesh_core::context::TriedEndpoints) in the next
-//!   attempt's request extensions; the balancer prefers others.
+//!   attempt's request context; the balancer prefers others.
 //! - **Bodies**: a request that may be retried has its body wrapped in
 //!   mesh-core's [`ReplayBody`](mesh_core::body::ReplayBody); past the cap the
 //!   body streams on once and the request is not retried.

@@ -8,12 +8,10 @@ use http::{Request, Response};
 use http_body::Body;
 use mesh_core::BoxError;
 use mesh_core::classify::{Classify, GrpcClassifier};
-use mesh_core::context::{Attempt, EndpointSlot};
+use mesh_core::context::{Attempt, EndpointSlot, RequestContext};
 use tower::Service;
 
-use super::future::{
-    ResponseFuture, RetryState, attempt_deadline, mark_attempt, mark_only_attempt,
-};
+use super::future::{ResponseFuture, RetryState, attempt_deadline, mark_attempt_header};
 use super::shared::{Handle, Shared};
 use crate::body::{BodySource, RetryBody};
 use crate::deadline;
@@ -125,7 +123,6 @@ where
             // The head is copied before this attempt's extensions go in, so
             // the copy does not clone them; each retry sets its own.
             let head = parts.clone();
-            mark_attempt(&mut parts, Attempt::FIRST, policy.attempt_count_header);
             // Keep the service that was driven to readiness for this request's
             // retries; the layer drives a fresh clone for the next request.
             let clone = self.inner.clone();
@@ -140,25 +137,28 @@ where
             };
             (first_body, Some(Box::new(state)))
         } else {
-            // The only attempt: no `Attempt` extension (its absence reads as
-            // the first attempt, `Attempt::default()`), which spares http's
-            // extensions map; the header is still sent.
-            mark_only_attempt(&mut parts, policy.attempt_count_header);
             (RetryBody::new(body), None)
         };
+        mark_attempt_header(&mut parts, Attempt::FIRST, policy.attempt_count_header);
         // The slot is read only when a per-try timeout drops an attempt that
         // may be retried.
-        let slot = (retry.is_some() && policy.per_try_timeout.is_some()).then(|| {
-            let slot = EndpointSlot::new();
-            parts.extensions.insert(slot.clone());
-            slot
-        });
+        let slot = (retry.is_some() && policy.per_try_timeout.is_some()).then(EndpointSlot::new);
         // Endpoint layers count an attempt dropped at this instant as a
         // timeout of their endpoint (outlier detection).
-        if let Some(now) = now
-            && let Some(d) = attempt_deadline(now, policy.per_try_timeout, timeout.map(|t| now + t))
-        {
-            parts.extensions.insert(d);
+        let deadline = now.and_then(|now| {
+            attempt_deadline(now, policy.per_try_timeout, timeout.map(|t| now + t))
+        });
+        // The first attempt needs a context only for what it tells the layers
+        // below: a request without one reads as the first attempt, which
+        // spares http's extensions map (three allocations) on the plain path.
+        if slot.is_some() || deadline.is_some() {
+            let ctx = RequestContext::get_mut(&mut parts.extensions);
+            ctx.attempt = Attempt::FIRST;
+            ctx.slot.clone_from(&slot);
+            ctx.deadline = deadline;
+        } else if let Some(ctx) = parts.extensions.get_mut::<RequestContext>() {
+            // An outer layer's context: this is our first attempt.
+            ctx.attempt = Attempt::FIRST;
         }
         let req = Request::from_parts(parts, first_body);
         let first = match retry.as_mut() {

@@ -6,8 +6,9 @@
 //! [header operations](crate::headers), the [rewrite](crate::rewrite),
 //! [mirroring](crate::mirror), then the route's [`Forward`]: a weighted
 //! [`Split`](crate::Split) over the destinations' services, or a redirect.
-//! The first route matching a request wins; its name goes into the request
-//! as [`RouteName`](mesh_core::context::RouteName); nothing matching fails
+//! The first route matching a request wins; its name goes into the request's
+//! [`RequestContext`](mesh_core::context::RequestContext) as
+//! [`RouteName`](mesh_core::context::RouteName); nothing matching fails
 //! with [`MeshError::NoRoute`](mesh_core::MeshError::NoRoute) (404, `NR`).
 //!
 //! # Plugging in destinations and per-route policies
@@ -30,7 +31,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use std::convert::Infallible;
 //! use http::{HeaderName, Request, Response};
-//! use mesh_core::context::RouteName;
+//! use mesh_core::context::RequestContext;
 //! use mesh_core::MeshError;
 //! use mesh_route::{Destination, HttpMatch, RouteBody, RouteConfig, Router, StringMatch};
 //! use tower::ServiceExt;
@@ -46,7 +47,8 @@
 //! let router = Router::builder(routes).build(|target| {
 //!     let subset = target.destination.subset.clone().unwrap_or_default();
 //!     Ok(tower::service_fn(move |req: Request<RouteBody<String>>| {
-//!         let route = req.extensions().get::<RouteName>().unwrap().to_string();
+//!         let ctx = RequestContext::get(req.extensions()).unwrap();
+//!         let route = ctx.route.as_ref().unwrap().to_string();
 //!         let body = format!("{subset} via {route}");
 //!         async move { Ok::<_, Infallible>(Response::new(body)) }
 //!     }))

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use http::Request;
 use mesh_core::BoxError;
-use mesh_core::context::RouteName;
+use mesh_core::context::{RequestContext, RouteName};
 use tower::Service;
 use tower::util::Oneshot;
 
@@ -20,7 +20,8 @@ struct Entry<S> {
 }
 
 /// Sends each request to the service of the first route that matches it, with
-/// the route's name in the request as [`RouteName`]; no match fails with
+/// the route's name in the request's [`RequestContext`] as [`RouteName`]; no
+/// match fails with
 /// [`MeshError::NoRoute`](mesh_core::MeshError::NoRoute) (404, `NR`). See the
 /// [module docs](crate::router).
 ///
@@ -115,7 +116,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         match self.entries.iter().find(|e| e.matcher.matches(&req)) {
             Some(entry) => {
-                req.extensions_mut().insert(entry.name.clone());
+                RequestContext::get_mut(req.extensions_mut()).route = Some(entry.name.clone());
                 ResponseFuture::routed(Oneshot::new(entry.service.clone(), req))
             }
             None => ResponseFuture::no_route(),

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{HeaderName, Request, Response, StatusCode};
-use mesh_core::context::RouteName;
+use mesh_core::context::RequestContext;
 use mesh_core::{BoxError, MeshError, RESPONSE_FLAGS_HEADER};
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
@@ -25,9 +25,8 @@ type TestRouter = Router<RouteStack<Forward<Dest>, Dest>>;
 fn dest(d: &Destination) -> Dest {
     let id = format!("{}/{}", d.host, d.subset.as_deref().unwrap_or("-"));
     BoxCloneSyncService::new(tower::service_fn(move |req: Request<RouteBody<String>>| {
-        let route = req
-            .extensions()
-            .get::<RouteName>()
+        let route = RequestContext::get(req.extensions())
+            .and_then(|c| c.route.as_ref())
             .map(ToString::to_string)
             .unwrap_or_default();
         let body = format!("{id} {route} {}", req.uri());

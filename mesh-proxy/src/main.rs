@@ -247,11 +247,21 @@ fn main() -> ExitCode {
             max_connections,
         } => {
             init_tracing();
-            let mut rt = tokio::runtime::Builder::new_multi_thread();
+            let workers = threads
+                .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+                .unwrap_or(1)
+                .max(1);
+            // One worker: a current-thread runtime, as linkerd2-proxy runs on
+            // one core. Its tasks wake each other without the work-stealing
+            // scheduler's atomics and cross-thread notifications.
+            let mut rt = if workers == 1 {
+                tokio::runtime::Builder::new_current_thread()
+            } else {
+                let mut rt = tokio::runtime::Builder::new_multi_thread();
+                rt.worker_threads(workers);
+                rt
+            };
             rt.enable_all();
-            if let Some(n) = threads {
-                rt.worker_threads(n.max(1));
-            }
             let rt = match rt.build() {
                 Ok(rt) => rt,
                 Err(e) => {

@@ -46,7 +46,8 @@ use crate::stats::{EndpointStats, Epoch};
 /// avoided while another is ready,
 /// except by the hash balancers, whose point is to stay put.
 ///
-/// `Balance` is not `Clone`; share one with `tower::buffer::Buffer`.
+/// `Balance` is not `Clone`; share one with [`Shared`](crate::Shared) (or
+/// `tower::buffer::Buffer`).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), mesh_core::BoxError> {

@@ -55,6 +55,7 @@ mod hash_key;
 mod pick;
 mod ready_set;
 mod rng;
+pub mod shared;
 mod stats;
 
 pub use self::balance::{Balance, BalanceLayer, ResponseFuture};
@@ -63,3 +64,4 @@ pub use self::config::{
     RingHash,
 };
 pub use self::hash_key::{CookieKey, HashKey};
+pub use self::shared::{Shared, SharedLayer};

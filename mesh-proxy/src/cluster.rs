@@ -1,7 +1,8 @@
 //! Clusters: one per (service, subset, port). A cluster is the stack below a
-//! route's retries: pool limits → "no healthy endpoint" guard → a buffer (so
-//! the balancer is shared by every connection) → the balancer → per endpoint
-//! an outlier gate → a pooled hyper client.
+//! route's retries: pool limits → "no healthy endpoint" guard → a
+//! [`mesh_lb::Shared`] handle (the balancer is shared by every connection,
+//! called in each request's own task: no buffer task) → the balancer → per
+//! endpoint an outlier gate → a pooled hyper client.
 //!
 //! The parts whose state must outlive a config reload (the endpoint set, the
 //! outlier detector, the pool counters) are kept in the [`Cluster`] so a new
@@ -388,8 +389,9 @@ fn stack(
                     .map_response(box_response)
             });
             let balance = Balance::new(discover, lb)?;
-            let buffered = tower::buffer::Buffer::new(balance, 1024);
-            let guarded = detector.cluster_layer().layer(buffered);
+            let guarded = detector
+                .cluster_layer()
+                .layer(mesh_lb::Shared::new(balance));
             BoxCloneSyncService::new(pool.layer(guarded))
         }
         None => {
@@ -397,8 +399,7 @@ fn stack(
                 .discover()
                 .with_services(move |ep: &Endpoint| make_endpoint(ep).map_response(box_response));
             let balance = Balance::new(discover, lb)?;
-            let buffered = tower::buffer::Buffer::new(balance, 1024);
-            BoxCloneSyncService::new(pool.layer(buffered))
+            BoxCloneSyncService::new(pool.layer(mesh_lb::Shared::new(balance)))
         }
     };
     Ok(service)

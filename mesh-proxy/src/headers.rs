@@ -9,8 +9,10 @@ use http::header::{
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// The headers [`strip_hop_by_hop`] removes by name; `TE` last.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// The headers [`strip_hop_by_hop`] removes by name; `TE` last. A `static`,
+/// not a `const`: a `const` array of `HeaderName`s is built and dropped again
+/// at every use.
+static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -25,7 +27,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// Headers the proxy itself sets on what it forwards; a client naming them in
 /// `Connection` must not make the proxy drop its own (the hop-by-hop abuse of
 /// Davison 2019: `Connection: close, X-Forwarded-For`).
-const OWN: [HeaderName; 2] = [
+static OWN: [HeaderName; 2] = [
     HeaderName::from_static("x-request-id"),
     HeaderName::from_static("x-forwarded-client-cert"),
 ];
@@ -38,16 +40,16 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // none or one of these) instead of a lookup per hop-by-hop name.
     let mut present = 0u16;
     for name in headers.keys() {
-        for (i, hop) in HOP_BY_HOP.iter().enumerate() {
-            if name == hop {
-                present |= 1 << i;
-            }
+        if let Some(i) = hop_index(name) {
+            present |= 1 << i;
         }
     }
     if present == 0 {
         return;
     }
-    if present & 1 != 0 {
+    // `Connection: keep-alive` or `close`, as most peers send, names nothing
+    // beyond the standard set: no list of names to build.
+    if present & 1 != 0 && names_other_headers(headers) {
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
@@ -77,6 +79,40 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if te_trailers {
         headers.insert(TE, http::HeaderValue::from_static("trailers"));
     }
+}
+
+/// Which of [`HOP_BY_HOP`] `name` is: one string match (by length, then
+/// bytes) instead of a comparison with each.
+fn hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "transfer-encoding" => 3,
+        "upgrade" => 4,
+        "trailer" => 5,
+        "proxy-authenticate" => 6,
+        "proxy-authorization" => 7,
+        "te" => 8,
+        _ => return None,
+    })
+}
+
+/// Whether a `Connection` header names anything but `close` and the
+/// standard hop-by-hop headers (which go anyway).
+fn names_other_headers(headers: &HeaderMap) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.to_str().map_or(true, |v| {
+            v.split(',').any(|t| {
+                let t = t.trim();
+                !t.is_empty()
+                    && !t.eq_ignore_ascii_case("close")
+                    && !HOP_BY_HOP
+                        .iter()
+                        .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+            })
+        })
+    })
 }
 
 #[cfg(test)]
@@ -155,8 +191,9 @@ mod tests {
 
     #[test]
     fn same_result_as_a_lookup_per_name() {
-        let candidates: [(&str, &str); 12] = [
+        let candidates: [(&str, &str); 13] = [
             ("connection", "keep-alive"),
+            ("connection", "Keep-Alive, close"),
             ("connection", "te, x-a"),
             ("keep-alive", "timeout=5"),
             ("proxy-connection", "close"),

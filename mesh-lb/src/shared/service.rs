@@ -1,0 +1,165 @@
+//! [`Shared`], the handle, and [`SharedLayer`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use mesh_core::BoxError;
+use tower::{Layer, Service};
+
+use super::future::ResponseFuture;
+use super::wake::Waiters;
+
+/// A handle on one service shared by all its clones, each calling it in its
+/// own task. See the [module docs](crate::shared).
+pub struct Shared<S> {
+    state: Arc<State<S>>,
+    /// The call count when this handle's `poll_ready` saw the service ready.
+    ready_at: Option<u64>,
+}
+
+pub(super) struct State<S> {
+    service: Mutex<S>,
+    waiters: Arc<Waiters>,
+    /// `waiters` as the waker the inner service is polled with.
+    waker: Waker,
+    /// Calls made so far, through any handle.
+    calls: AtomicU64,
+}
+
+impl<S> Shared<S> {
+    /// Shares `service`.
+    pub fn new(service: S) -> Self {
+        let waiters = Arc::new(Waiters::default());
+        Shared {
+            state: Arc::new(State {
+                service: Mutex::new(service),
+                waker: Waker::from(waiters.clone()),
+                waiters,
+                calls: AtomicU64::new(0),
+            }),
+            ready_at: None,
+        }
+    }
+
+    /// Runs `f` on the shared service (e.g. to read a balancer's state).
+    pub fn with<T>(&self, f: impl FnOnce(&mut S) -> T) -> T {
+        f(&mut self.state.lock())
+    }
+}
+
+impl<S> State<S> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, S> {
+        // A panic inside the service leaves it as it was; keep serving.
+        self.service.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Polls the locked service for readiness; a `Pending` registers `waker`
+    /// to be woken when it may be ready.
+    pub(super) fn poll_ready<R>(&self, service: &mut S, waker: &Waker) -> Poll<Result<(), BoxError>>
+    where
+        S: Service<R>,
+        S::Error: Into<BoxError>,
+    {
+        let mut cx = Context::from_waker(&self.waker);
+        if let Poll::Ready(r) = service.poll_ready(&mut cx) {
+            return Poll::Ready(r.map_err(Into::into));
+        }
+        self.waiters.register(waker);
+        // Ready in between? Then no wake-up would come for this handle.
+        service.poll_ready(&mut cx).map_err(Into::into)
+    }
+
+    /// Calls the locked service, which must be ready.
+    pub(super) fn call<R>(&self, service: &mut S, req: R) -> S::Future
+    where
+        S: Service<R>,
+    {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        service.call(req)
+    }
+}
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Shared {
+            state: self.state.clone(),
+            ready_at: None,
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Shared<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Shared");
+        match self.state.service.try_lock() {
+            Ok(service) => d.field("service", &*service),
+            Err(_) => d.field("service", &"<in use>"),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+impl<S, R> Service<R> for Shared<S>
+where
+    S: Service<R>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        let state = &*self.state;
+        let mut service = state.lock();
+        let calls = state.calls.load(Ordering::Relaxed);
+        let ready = state.poll_ready(&mut service, cx.waker());
+        if let Poll::Ready(Ok(())) = ready {
+            self.ready_at = Some(calls);
+        }
+        ready
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        let ready_at = self.ready_at.take();
+        let state = &*self.state;
+        let mut service = state.lock();
+        // Nobody called since this handle saw the service ready: it still is
+        // (readiness is used up only by a call).
+        if ready_at == Some(state.calls.load(Ordering::Relaxed)) {
+            return ResponseFuture::called(state.call(&mut service, req));
+        }
+        // Another handle called in between (several threads), or `call`
+        // without `poll_ready`: call now only if the service says it is
+        // ready, else wait for it in the response future.
+        let mut cx = Context::from_waker(&state.waker);
+        match service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => ResponseFuture::called(state.call(&mut service, req)),
+            Poll::Ready(Err(e)) => ResponseFuture::failed(e.into()),
+            Poll::Pending => {
+                drop(service);
+                ResponseFuture::waiting(self.state.clone(), req)
+            }
+        }
+    }
+}
+
+/// Wraps a service in [`Shared`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SharedLayer;
+
+impl SharedLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        SharedLayer
+    }
+}
+
+impl<S> Layer<S> for SharedLayer {
+    type Service = Shared<S>;
+
+    fn layer(&self, inner: S) -> Shared<S> {
+        Shared::new(inner)
+    }
+}

@@ -62,6 +62,12 @@ impl<S> Router<S> {
             .map(|(i, e)| (i, &e.name))
     }
 
+    /// The service of route `i`.
+    #[cfg(test)]
+    pub(crate) fn service(&self, i: usize) -> &S {
+        &self.entries[i].service
+    }
+
     /// The routes' names, in order.
     pub fn route_names(&self) -> impl Iterator<Item = &RouteName> {
         self.entries.iter().map(|e| &e.name)

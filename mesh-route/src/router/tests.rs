@@ -411,6 +411,104 @@ async fn route_and_destination_header_ops_both_apply() {
 }
 
 #[tokio::test]
+async fn routes_configuring_no_layer_skip_them_and_the_others_keep_theirs() {
+    let uri = |p: &str| HttpMatch::default().with_uri(StringMatch::prefix(p));
+    let abort = |percentage| FaultConfig {
+        delay: None,
+        abort: Some(AbortFault {
+            status: AbortStatus::Http(StatusCode::SERVICE_UNAVAILABLE),
+            percentage,
+        }),
+    };
+    let set = Headers {
+        request: HeaderOperations {
+            set: vec![(
+                HeaderName::from_static("x-set"),
+                http::HeaderValue::from_static("1"),
+            )],
+            ..Default::default()
+        },
+        response: HeaderOperations::default(),
+    };
+    let shadowed = Arc::new(AtomicUsize::new(0));
+    let routes = vec![
+        RouteConfig::to("abort", sub("a", "v1"))
+            .with_match(uri("/abort"))
+            .with_fault(abort(100.0)),
+        // A fault that never fires is no fault (Istio's 0 %).
+        RouteConfig::to("never", sub("a", "v1"))
+            .with_match(uri("/never"))
+            .with_fault(abort(0.0)),
+        RouteConfig::to("headers", sub("a", "v1"))
+            .with_match(uri("/headers"))
+            .with_headers(set),
+        RouteConfig::to("rewrite", sub("a", "v1"))
+            .with_match(uri("/old"))
+            .with_rewrite(Rewrite {
+                uri: Some("/new".into()),
+                authority: None,
+            }),
+        RouteConfig::to("mirror", sub("a", "v1"))
+            .with_match(uri("/mirror"))
+            .with_mirror(MirrorPolicy::new(Destination::new("shadow"), None)),
+        RouteConfig::to("plain", sub("a", "v1")),
+    ];
+    let s = shadowed.clone();
+    let r = Router::builder(routes)
+        .build(move |t| {
+            if t.role == Role::Primary {
+                return Ok(BoxCloneSyncService::new(tower::service_fn(
+                    |req: Request<RouteBody<String>>| {
+                        let route = req.extensions().get::<RouteName>().unwrap().to_string();
+                        let set = req
+                            .headers()
+                            .get("x-set")
+                            .map(|v| v.to_str().unwrap().to_owned());
+                        let body = format!("{route} {} {set:?}", req.uri());
+                        async move { Ok(Response::new(body)) }
+                    },
+                )));
+            }
+            let s = s.clone();
+            Ok(BoxCloneSyncService::new(tower::service_fn(
+                move |_: Request<RouteBody<String>>| {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    async { Ok(Response::new(String::new())) }
+                },
+            )))
+        })
+        .unwrap();
+    let direct: Vec<bool> = (0..r.len()).map(|i| r.service(i).is_direct()).collect();
+    assert_eq!(direct, [false, true, false, false, false, true]);
+
+    assert_eq!(send(&r, get("/abort", None)).await, Err((503, "FI".into())));
+    assert_eq!(
+        send(&r, get("/never", None)).await.unwrap(),
+        "never /never None"
+    );
+    assert_eq!(
+        send(&r, get("/headers", None)).await.unwrap(),
+        "headers /headers Some(\"1\")"
+    );
+    assert_eq!(
+        send(&r, get("/old/x", None)).await.unwrap(),
+        "rewrite /new/x None"
+    );
+    assert_eq!(
+        send(&r, get("/mirror", None)).await.unwrap(),
+        "mirror /mirror None"
+    );
+    assert_eq!(send(&r, get("/p", None)).await.unwrap(), "plain /p None");
+    for _ in 0..100 {
+        if shadowed.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(shadowed.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn build_with_wraps_each_route_once_and_targets_say_their_role() {
     let wrapped = Arc::new(AtomicUsize::new(0));
     let roles = std::sync::Mutex::new(Vec::new());

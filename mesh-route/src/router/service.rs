@@ -1,6 +1,6 @@
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use http::Request;
 use mesh_core::BoxError;
@@ -25,9 +25,13 @@ struct Entry<S> {
 /// [module docs](crate::router).
 ///
 /// Readiness: the route is known only in `call`, so `poll_ready` is always
-/// ready and `call` drives a clone of the route's service to readiness with
-/// `oneshot` — never calling an unready service, and never letting one busy
-/// route hold back the others. Clones are cheap (one `Arc`).
+/// ready and `call` works on a clone of the route's service: it asks the
+/// clone's `poll_ready` once, calls it at once if ready (always, for the
+/// builder's routes, whose [`Forward`](super::Forward) is always ready), and
+/// otherwise returns a future driving it to readiness with `oneshot`, which
+/// polls it again with the task's waker before waiting. It never calls an
+/// unready service and never lets one busy route hold back the others. Clones
+/// are cheap (one `Arc`).
 pub struct Router<S> {
     entries: Arc<[Entry<S>]>,
 }
@@ -122,7 +126,14 @@ where
         match self.entries.iter().find(|e| e.matcher.matches(&req)) {
             Some(entry) => {
                 req.extensions_mut().insert(entry.name.clone());
-                ResponseFuture::routed(Oneshot::new(entry.service.clone(), req))
+                let mut service = entry.service.clone();
+                // No task waker here: a `Pending` is asked again by the
+                // `oneshot`, with the task's, before the future waits.
+                match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready(Ok(())) => ResponseFuture::called(service.call(req)),
+                    Poll::Ready(Err(e)) => ResponseFuture::failed(e.into()),
+                    Poll::Pending => ResponseFuture::routed(Oneshot::new(service, req)),
+                }
             }
             None => ResponseFuture::no_route(),
         }

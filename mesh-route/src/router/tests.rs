@@ -17,6 +17,7 @@ use tower::{Service, ServiceExt};
 use super::{Forward, Role, RouteStack, Router};
 use crate::body::RouteBody;
 use crate::config::*;
+use crate::matching::RouteMatcher;
 
 type Dest = BoxCloneSyncService<Request<RouteBody<String>>, Response<String>, Infallible>;
 type TestRouter = Router<RouteStack<Forward<Dest>, Dest>>;
@@ -601,6 +602,92 @@ async fn a_route_with_an_unready_destination_does_not_block_others() {
         .await
         .unwrap();
     assert!(body.body().starts_with("ok/- ok"));
+}
+
+/// A route service ready once `open` is set (waking the task that waited),
+/// failing in `poll_ready` when `fail`; it checks it is never called unready.
+#[derive(Clone)]
+struct Gate {
+    open: Arc<std::sync::atomic::AtomicBool>,
+    waiter: Arc<std::sync::Mutex<Option<std::task::Waker>>>,
+    fail: bool,
+    ready: bool,
+}
+
+impl Gate {
+    fn new(fail: bool) -> Self {
+        Gate {
+            open: Arc::default(),
+            waiter: Arc::default(),
+            fail,
+            ready: false,
+        }
+    }
+
+    fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        if let Some(w) = self.waiter.lock().unwrap().take() {
+            w.wake();
+        }
+    }
+}
+
+impl Service<Request<String>> for Gate {
+    type Response = Response<String>;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<Response<String>, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        if self.fail {
+            return std::task::Poll::Ready(Err("gate broken".into()));
+        }
+        *self.waiter.lock().unwrap() = Some(cx.waker().clone());
+        if self.open.load(Ordering::SeqCst) {
+            self.ready = true;
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::task::Poll::Pending
+    }
+
+    fn call(&mut self, req: Request<String>) -> Self::Future {
+        assert!(std::mem::take(&mut self.ready), "called unready");
+        let route = req.extensions().get::<RouteName>().unwrap().to_string();
+        std::future::ready(Ok(Response::new(route)))
+    }
+}
+
+#[tokio::test]
+async fn a_route_service_not_ready_at_once_is_driven_to_readiness_with_the_tasks_waker() {
+    let uri = |p: &str| RouteMatcher::new(&[HttpMatch::default().with_uri(StringMatch::prefix(p))]);
+    let slow = Gate::new(false);
+    let ready = Gate::new(false);
+    ready.open();
+    let r = Router::new([
+        ("slow".to_owned(), uri("/slow").unwrap(), slow.clone()),
+        (
+            "broken".to_owned(),
+            uri("/broken").unwrap(),
+            Gate::new(true),
+        ),
+        ("ready".to_owned(), RouteMatcher::any(), ready),
+    ]);
+    let waiting = tokio::spawn(r.clone().oneshot(get("/slow", None)));
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    // The other routes go on meanwhile.
+    assert_eq!(
+        r.clone().oneshot(get("/", None)).await.unwrap().body(),
+        "ready"
+    );
+    let err = r.clone().oneshot(get("/broken", None)).await.unwrap_err();
+    assert_eq!(err.to_string(), "gate broken");
+    // Opening the gate wakes the waiting request's task (not a stand-in waker).
+    slow.open();
+    let res = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+    assert_eq!(res.unwrap().unwrap().unwrap().body(), "slow");
 }
 
 #[test]

@@ -6,12 +6,12 @@ use std::task::{Context, Poll};
 use mesh_core::{BoxError, MeshError};
 use pin_project_lite::pin_project;
 use tower::Service;
-use tower::util::Oneshot;
+
+use super::ReadyOneshot;
 
 pin_project! {
     /// The response future of [`Router`](super::Router): the matched route's
-    /// service (called, or driven to readiness first), its readiness error,
-    /// or `NoRoute` at once.
+    /// service, or `NoRoute` at once.
     pub struct ResponseFuture<S, Req>
     where
         S: Service<Req>,
@@ -27,29 +27,15 @@ pin_project! {
     where
         S: Service<Req>,
     {
-        Called { #[pin] future: S::Future },
-        Routed { #[pin] future: Oneshot<S, Req> },
-        Failed { error: Option<BoxError> },
+        Routed { #[pin] future: ReadyOneshot<S, Req> },
         NoRoute,
     }
 }
 
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
-    pub(crate) fn routed(future: Oneshot<S, Req>) -> Self {
+    pub(crate) fn routed(future: ReadyOneshot<S, Req>) -> Self {
         ResponseFuture {
             kind: Kind::Routed { future },
-        }
-    }
-
-    pub(crate) fn called(future: S::Future) -> Self {
-        ResponseFuture {
-            kind: Kind::Called { future },
-        }
-    }
-
-    pub(crate) fn failed(error: BoxError) -> Self {
-        ResponseFuture {
-            kind: Kind::Failed { error: Some(error) },
         }
     }
 
@@ -69,11 +55,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Called { future } => future.poll(cx).map_err(Into::into),
             KindProj::Routed { future } => future.poll(cx).map_err(Into::into),
-            KindProj::Failed { error } => Poll::Ready(Err(error
-                .take()
-                .unwrap_or_else(|| "response future polled after completion".into()))),
             KindProj::NoRoute => Poll::Ready(Err(MeshError::NoRoute.into())),
         }
     }

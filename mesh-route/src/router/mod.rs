@@ -88,12 +88,14 @@
 mod builder;
 mod forward;
 mod future;
+mod oneshot;
 mod service;
 mod stack;
 
 pub use self::builder::{Role, RouterBuilder, Target};
 pub use self::forward::{Forward, ForwardFuture};
 pub use self::future::ResponseFuture;
+use self::oneshot::ReadyOneshot;
 pub use self::service::Router;
 pub use self::stack::{RouteStack, RouteStackFuture};
 

@@ -1,14 +1,13 @@
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use http::Request;
 use mesh_core::BoxError;
 use mesh_core::context::RouteName;
 use tower::Service;
-use tower::util::Oneshot;
 
-use super::ResponseFuture;
+use super::{ReadyOneshot, ResponseFuture};
 use crate::matching::RouteMatcher;
 
 /// One route (one match block of one Istio route, as Envoy has one route
@@ -25,13 +24,14 @@ struct Entry<S> {
 /// [module docs](crate::router).
 ///
 /// Readiness: the route is known only in `call`, so `poll_ready` is always
-/// ready and `call` works on a clone of the route's service: it asks the
-/// clone's `poll_ready` once, calls it at once if ready (always, for the
-/// builder's routes, whose [`Forward`](super::Forward) is always ready), and
-/// otherwise returns a future driving it to readiness with `oneshot`, which
-/// polls it again with the task's waker before waiting. It never calls an
-/// unready service and never lets one busy route hold back the others. Clones
-/// are cheap (one `Arc`).
+/// ready and `call` sends the request to a clone of the route's service:
+/// `call` asks the clone's `poll_ready` once (with a no-op waker: there is no
+/// task at hand) and calls it at once if it is ready — always, for the
+/// builder's routes, whose [`Forward`](super::Forward) is always ready;
+/// otherwise the response future drives it to readiness as `oneshot` does,
+/// asking again with the task's waker before it waits. It never calls an
+/// unready service and never lets one busy route hold back the others.
+/// Clones are cheap (one `Arc`).
 pub struct Router<S> {
     entries: Arc<[Entry<S>]>,
 }
@@ -126,14 +126,7 @@ where
         match self.entries.iter().find(|e| e.matcher.matches(&req)) {
             Some(entry) => {
                 req.extensions_mut().insert(entry.name.clone());
-                let mut service = entry.service.clone();
-                // No task waker here: a `Pending` is asked again by the
-                // `oneshot`, with the task's, before the future waits.
-                match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
-                    Poll::Ready(Ok(())) => ResponseFuture::called(service.call(req)),
-                    Poll::Ready(Err(e)) => ResponseFuture::failed(e.into()),
-                    Poll::Pending => ResponseFuture::routed(Oneshot::new(service, req)),
-                }
+                ResponseFuture::routed(ReadyOneshot::new(entry.service.clone(), req))
             }
             None => ResponseFuture::no_route(),
         }

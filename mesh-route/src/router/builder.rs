@@ -155,6 +155,9 @@ impl RouterBuilder {
             };
 
             let forward = match &route.action {
+                RouteAction::Forward(dests) if dests.len() == 1 && dests[0].headers.is_empty() => {
+                    Forward::single(make_for(&dests[0].destination, Role::Primary)?)
+                }
                 RouteAction::Forward(dests) => {
                     let mut arms = Vec::with_capacity(dests.len());
                     for d in dests {

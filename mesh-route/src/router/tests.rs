@@ -510,6 +510,57 @@ async fn routes_configuring_no_layer_skip_them_and_the_others_keep_theirs() {
 }
 
 #[tokio::test]
+async fn a_lone_destination_without_header_operations_is_called_without_a_split() {
+    let h = Headers {
+        request: HeaderOperations {
+            set: vec![(
+                HeaderName::from_static("x-dest"),
+                http::HeaderValue::from_static("1"),
+            )],
+            ..Default::default()
+        },
+        response: HeaderOperations::default(),
+    };
+    let uri = |p: &str| HttpMatch::default().with_uri(StringMatch::prefix(p));
+    let routes = vec![
+        RouteConfig::forward(
+            "headers",
+            vec![WeightedDestination::new(sub("a", "v1"), 100).with_headers(h)],
+        )
+        .with_match(uri("/headers")),
+        RouteConfig::forward(
+            "two",
+            vec![
+                WeightedDestination::new(sub("a", "v1"), 0),
+                WeightedDestination::new(sub("a", "v2"), 100),
+            ],
+        )
+        .with_match(uri("/two")),
+        // A lone destination takes every request whatever its weight.
+        RouteConfig::forward("one", vec![WeightedDestination::new(sub("a", "v3"), 0)]),
+    ];
+    let r = Router::builder(routes)
+        .build(|t| {
+            let id = t.destination.subset.clone().unwrap_or_default();
+            Ok(Dest::new(tower::service_fn(
+                move |req: Request<RouteBody<String>>| {
+                    let set = req.headers().contains_key("x-dest");
+                    let body = format!("{id} {set}");
+                    async move { Ok(Response::new(body)) }
+                },
+            )))
+        })
+        .unwrap();
+    let kinds: Vec<bool> = (0..r.len())
+        .map(|i| format!("{:?}", r.service(i)).contains("Forward::Single"))
+        .collect();
+    assert_eq!(kinds, [false, false, true]);
+    assert_eq!(send(&r, get("/headers", None)).await.unwrap(), "v1 true");
+    assert_eq!(send(&r, get("/two", None)).await.unwrap(), "v2 false");
+    assert_eq!(send(&r, get("/", None)).await.unwrap(), "v3 false");
+}
+
+#[tokio::test]
 async fn build_with_wraps_each_route_once_and_targets_say_their_role() {
     let wrapped = Arc::new(AtomicUsize::new(0));
     let roles = std::sync::Mutex::new(Vec::new());

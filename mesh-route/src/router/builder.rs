@@ -5,25 +5,18 @@ use mesh_core::BoxError;
 use mesh_core::limit::SharedLimit;
 use tower::Layer;
 
-use super::{Forward, Router};
+use super::{Forward, RouteStack, Router};
 use crate::config::{
     ConfigError, ConfigErrorKind, Destination, RouteAction, RouteConfig, StringMatch,
 };
-use crate::fault::{Fault, FaultLayer};
-use crate::headers::{HeaderOps, HeaderOpsLayer};
+use crate::fault::FaultLayer;
+use crate::headers::HeaderOpsLayer;
 use crate::matching::RouteMatcher;
 use crate::mirror::layer::Settings;
-use crate::mirror::{Mirror, MirrorLayer, MirrorStats};
-use crate::rewrite::{RedirectService, RewriteLayer, RewriteUri};
+use crate::mirror::{MirrorLayer, MirrorStats};
+use crate::rewrite::{RedirectService, RewriteLayer};
 use crate::split::Split;
 use crate::util::Fraction;
-
-/// The service of one route as the builder stacks it, outermost first:
-/// fault injection, the route's header operations, the rewrite, mirroring,
-/// then `R` — the route's [`Forward`] (split or redirect), possibly wrapped by
-/// the caller's per-route policies. `D` is a destination's service (mirrors
-/// use the same kind).
-pub type RouteStack<R, D> = Fault<HeaderOps<RewriteUri<Mirror<R, D>>>>;
 
 /// Which use a destination's service is made for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -162,6 +155,9 @@ impl RouterBuilder {
             };
 
             let forward = match &route.action {
+                RouteAction::Forward(dests) if dests.len() == 1 && dests[0].headers.is_empty() => {
+                    Forward::single(make_for(&dests[0].destination, Role::Primary)?)
+                }
                 RouteAction::Forward(dests) => {
                     let mut arms = Vec::with_capacity(dests.len());
                     for d in dests {
@@ -201,9 +197,20 @@ impl RouterBuilder {
                 None => RewriteLayer::none(),
             };
 
-            let mirrored = mirror.layer(wrap(route, forward));
-            let stack =
-                |rewrite: RewriteLayer| fault.layer(headers.layer(rewrite.layer(mirrored.clone())));
+            let forward = wrap(route, forward);
+            // A route configuring none of the layers calls its service
+            // directly (see `RouteStack`).
+            let direct = fault.config.is_none()
+                && headers.headers.is_none()
+                && rewrite.config.is_none()
+                && mirror.targets.is_empty();
+            let mirrored = (!direct).then(|| mirror.layer(forward.clone()));
+            let stack = |rewrite: RewriteLayer| match &mirrored {
+                Some(m) => {
+                    RouteStack::layered(fault.layer(headers.layer(rewrite.layer(m.clone()))))
+                }
+                None => RouteStack::direct(forward.clone()),
+            };
 
             if route.matches.is_empty() {
                 entries.push((name.clone(), RouteMatcher::any(), stack(rewrite)));

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -16,11 +17,22 @@ use crate::split::Split;
 /// What a route does at its end: split over its destinations' services, or
 /// answer with a redirect. The proxy may wrap it in the route's own policies
 /// (a timeout) with [`RouterBuilder::build_with`](crate::RouterBuilder::build_with).
+///
+/// Always ready: the destination's service is driven to readiness in the
+/// response future, on a clone, as [`Split`] does. The builder makes a route
+/// with one destination and no header operations of its own a
+/// [`Forward::single`], which behaves as that `Split` of one without its pick
+/// and header future.
 pub struct Forward<D> {
     kind: ForwardKind<D>,
 }
 
 enum ForwardKind<D> {
+    /// One destination with no header operations of its own: no pick, no
+    /// per-destination header future. Behind an `Arc`, as `Split`'s arms:
+    /// the router clones the route's service for each request, and this
+    /// clones the destination again for its `oneshot`.
+    Single(Arc<D>),
     Split(Split<D>),
     Redirect(RedirectService<()>),
 }
@@ -30,6 +42,14 @@ impl<D> Forward<D> {
     pub fn split(split: Split<D>) -> Self {
         Forward {
             kind: ForwardKind::Split(split),
+        }
+    }
+
+    /// Forwards to `destination` alone (a clone of it for each request,
+    /// driven to readiness with `oneshot`).
+    pub fn single(destination: D) -> Self {
+        Forward {
+            kind: ForwardKind::Single(Arc::new(destination)),
         }
     }
 
@@ -50,6 +70,7 @@ impl<D> Clone for Forward<D> {
     fn clone(&self) -> Self {
         Forward {
             kind: match &self.kind {
+                ForwardKind::Single(d) => ForwardKind::Single(d.clone()),
                 ForwardKind::Split(s) => ForwardKind::Split(s.clone()),
                 ForwardKind::Redirect(r) => ForwardKind::Redirect(r.clone()),
             },
@@ -60,6 +81,7 @@ impl<D> Clone for Forward<D> {
 impl<D> fmt::Debug for Forward<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
+            ForwardKind::Single(_) => f.debug_tuple("Forward::Single").finish_non_exhaustive(),
             ForwardKind::Split(s) => f.debug_tuple("Forward::Split").field(s).finish(),
             ForwardKind::Redirect(r) => f.debug_tuple("Forward::Redirect").field(r).finish(),
         }
@@ -84,6 +106,9 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let kind = match &mut self.kind {
+            ForwardKind::Single(d) => FwdKind::Single {
+                future: Oneshot::new(D::clone(d), req),
+            },
             ForwardKind::Split(split) => FwdKind::Split {
                 future: split.call(req),
             },
@@ -112,6 +137,7 @@ pin_project! {
     where
         D: Service<Req>,
     {
+        Single { #[pin] future: Oneshot<D, Req> },
         Split { #[pin] future: headers::ResponseFuture<Oneshot<D, Req>> },
         Redirect { response: Option<D::Response> },
     }
@@ -126,6 +152,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
+            FwdProj::Single { future } => future.poll(cx).map_err(Into::into),
             FwdProj::Split { future } => future.poll(cx).map_err(Into::into),
             FwdProj::Redirect { response } => Poll::Ready(
                 response

@@ -6,7 +6,8 @@ use std::task::{Context, Poll};
 use mesh_core::{BoxError, MeshError};
 use pin_project_lite::pin_project;
 use tower::Service;
-use tower::util::Oneshot;
+
+use super::ReadyOneshot;
 
 pin_project! {
     /// The response future of [`Router`](super::Router): the matched route's
@@ -26,13 +27,13 @@ pin_project! {
     where
         S: Service<Req>,
     {
-        Routed { #[pin] future: Oneshot<S, Req> },
+        Routed { #[pin] future: ReadyOneshot<S, Req> },
         NoRoute,
     }
 }
 
 impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
-    pub(crate) fn routed(future: Oneshot<S, Req>) -> Self {
+    pub(crate) fn routed(future: ReadyOneshot<S, Req>) -> Self {
         ResponseFuture {
             kind: Kind::Routed { future },
         }

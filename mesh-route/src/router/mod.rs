@@ -5,7 +5,9 @@
 //! (outermost first) [fault injection](crate::fault), the route's
 //! [header operations](crate::headers), the [rewrite](crate::rewrite),
 //! [mirroring](crate::mirror), then the route's [`Forward`]: a weighted
-//! [`Split`](crate::Split) over the destinations' services, or a redirect.
+//! [`Split`](crate::Split) over the destinations' services, or a redirect
+//! (a [`RouteStack`]; a route configuring none of the layers calls its
+//! `Forward` directly).
 //! The first route matching a request wins; its name goes into the request's
 //! [`RequestContext`](mesh_core::context::RequestContext) as
 //! [`RouteName`](mesh_core::context::RouteName); nothing matching fails
@@ -88,12 +90,16 @@
 mod builder;
 mod forward;
 mod future;
+mod oneshot;
 mod service;
+mod stack;
 
-pub use self::builder::{Role, RouteStack, RouterBuilder, Target};
+pub use self::builder::{Role, RouterBuilder, Target};
 pub use self::forward::{Forward, ForwardFuture};
 pub use self::future::ResponseFuture;
+use self::oneshot::ReadyOneshot;
 pub use self::service::Router;
+pub use self::stack::{RouteStack, RouteStackFuture};
 
 #[cfg(test)]
 mod tests;

@@ -6,9 +6,8 @@ use http::Request;
 use mesh_core::BoxError;
 use mesh_core::context::{RequestContext, RouteName};
 use tower::Service;
-use tower::util::Oneshot;
 
-use super::ResponseFuture;
+use super::{ReadyOneshot, ResponseFuture};
 use crate::matching::RouteMatcher;
 
 /// One route (one match block of one Istio route, as Envoy has one route
@@ -26,9 +25,14 @@ struct Entry<S> {
 /// [module docs](crate::router).
 ///
 /// Readiness: the route is known only in `call`, so `poll_ready` is always
-/// ready and `call` drives a clone of the route's service to readiness with
-/// `oneshot` — never calling an unready service, and never letting one busy
-/// route hold back the others. Clones are cheap (one `Arc`).
+/// ready and `call` sends the request to a clone of the route's service:
+/// `call` asks the clone's `poll_ready` once (with a no-op waker: there is no
+/// task at hand) and calls it at once if it is ready — always, for the
+/// builder's routes, whose [`Forward`](super::Forward) is always ready;
+/// otherwise the response future drives it to readiness as `oneshot` does,
+/// asking again with the task's waker before it waits. It never calls an
+/// unready service and never lets one busy route hold back the others.
+/// Clones are cheap (one `Arc`).
 pub struct Router<S> {
     entries: Arc<[Entry<S>]>,
 }
@@ -61,6 +65,12 @@ impl<S> Router<S> {
             .enumerate()
             .find(|(_, e)| e.matcher.matches(req))
             .map(|(i, e)| (i, &e.name))
+    }
+
+    /// The service of route `i`.
+    #[cfg(test)]
+    pub(crate) fn service(&self, i: usize) -> &S {
+        &self.entries[i].service
     }
 
     /// The routes' names, in order.
@@ -117,7 +127,7 @@ where
         match self.entries.iter().find(|e| e.matcher.matches(&req)) {
             Some(entry) => {
                 RequestContext::get_mut(req.extensions_mut()).route = Some(entry.name.clone());
-                ResponseFuture::routed(Oneshot::new(entry.service.clone(), req))
+                ResponseFuture::routed(ReadyOneshot::new(entry.service.clone(), req))
             }
             None => ResponseFuture::no_route(),
         }

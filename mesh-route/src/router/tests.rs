@@ -17,6 +17,7 @@ use tower::{Service, ServiceExt};
 use super::{Forward, Role, RouteStack, Router};
 use crate::body::RouteBody;
 use crate::config::*;
+use crate::matching::RouteMatcher;
 
 type Dest = BoxCloneSyncService<Request<RouteBody<String>>, Response<String>, Infallible>;
 type TestRouter = Router<RouteStack<Forward<Dest>, Dest>>;
@@ -410,6 +411,160 @@ async fn route_and_destination_header_ops_both_apply() {
 }
 
 #[tokio::test]
+async fn routes_configuring_no_layer_skip_them_and_the_others_keep_theirs() {
+    let uri = |p: &str| HttpMatch::default().with_uri(StringMatch::prefix(p));
+    let abort = |percentage| FaultConfig {
+        delay: None,
+        abort: Some(AbortFault {
+            status: AbortStatus::Http(StatusCode::SERVICE_UNAVAILABLE),
+            percentage,
+        }),
+    };
+    let set = Headers {
+        request: HeaderOperations {
+            set: vec![(
+                HeaderName::from_static("x-set"),
+                http::HeaderValue::from_static("1"),
+            )],
+            ..Default::default()
+        },
+        response: HeaderOperations::default(),
+    };
+    let shadowed = Arc::new(AtomicUsize::new(0));
+    let routes = vec![
+        RouteConfig::to("abort", sub("a", "v1"))
+            .with_match(uri("/abort"))
+            .with_fault(abort(100.0)),
+        // A fault that never fires is no fault (Istio's 0 %).
+        RouteConfig::to("never", sub("a", "v1"))
+            .with_match(uri("/never"))
+            .with_fault(abort(0.0)),
+        RouteConfig::to("headers", sub("a", "v1"))
+            .with_match(uri("/headers"))
+            .with_headers(set),
+        RouteConfig::to("rewrite", sub("a", "v1"))
+            .with_match(uri("/old"))
+            .with_rewrite(Rewrite {
+                uri: Some("/new".into()),
+                authority: None,
+            }),
+        RouteConfig::to("mirror", sub("a", "v1"))
+            .with_match(uri("/mirror"))
+            .with_mirror(MirrorPolicy::new(Destination::new("shadow"), None)),
+        RouteConfig::to("plain", sub("a", "v1")),
+    ];
+    let s = shadowed.clone();
+    let r = Router::builder(routes)
+        .build(move |t| {
+            if t.role == Role::Primary {
+                return Ok(BoxCloneSyncService::new(tower::service_fn(
+                    |req: Request<RouteBody<String>>| {
+                        let route = RequestContext::get(req.extensions())
+                            .unwrap()
+                            .route
+                            .as_ref()
+                            .unwrap()
+                            .to_string();
+                        let set = req
+                            .headers()
+                            .get("x-set")
+                            .map(|v| v.to_str().unwrap().to_owned());
+                        let body = format!("{route} {} {set:?}", req.uri());
+                        async move { Ok(Response::new(body)) }
+                    },
+                )));
+            }
+            let s = s.clone();
+            Ok(BoxCloneSyncService::new(tower::service_fn(
+                move |_: Request<RouteBody<String>>| {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    async { Ok(Response::new(String::new())) }
+                },
+            )))
+        })
+        .unwrap();
+    let direct: Vec<bool> = (0..r.len()).map(|i| r.service(i).is_direct()).collect();
+    assert_eq!(direct, [false, true, false, false, false, true]);
+
+    assert_eq!(send(&r, get("/abort", None)).await, Err((503, "FI".into())));
+    assert_eq!(
+        send(&r, get("/never", None)).await.unwrap(),
+        "never /never None"
+    );
+    assert_eq!(
+        send(&r, get("/headers", None)).await.unwrap(),
+        "headers /headers Some(\"1\")"
+    );
+    assert_eq!(
+        send(&r, get("/old/x", None)).await.unwrap(),
+        "rewrite /new/x None"
+    );
+    assert_eq!(
+        send(&r, get("/mirror", None)).await.unwrap(),
+        "mirror /mirror None"
+    );
+    assert_eq!(send(&r, get("/p", None)).await.unwrap(), "plain /p None");
+    for _ in 0..100 {
+        if shadowed.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(shadowed.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_lone_destination_without_header_operations_is_called_without_a_split() {
+    let h = Headers {
+        request: HeaderOperations {
+            set: vec![(
+                HeaderName::from_static("x-dest"),
+                http::HeaderValue::from_static("1"),
+            )],
+            ..Default::default()
+        },
+        response: HeaderOperations::default(),
+    };
+    let uri = |p: &str| HttpMatch::default().with_uri(StringMatch::prefix(p));
+    let routes = vec![
+        RouteConfig::forward(
+            "headers",
+            vec![WeightedDestination::new(sub("a", "v1"), 100).with_headers(h)],
+        )
+        .with_match(uri("/headers")),
+        RouteConfig::forward(
+            "two",
+            vec![
+                WeightedDestination::new(sub("a", "v1"), 0),
+                WeightedDestination::new(sub("a", "v2"), 100),
+            ],
+        )
+        .with_match(uri("/two")),
+        // A lone destination takes every request whatever its weight.
+        RouteConfig::forward("one", vec![WeightedDestination::new(sub("a", "v3"), 0)]),
+    ];
+    let r = Router::builder(routes)
+        .build(|t| {
+            let id = t.destination.subset.clone().unwrap_or_default();
+            Ok(Dest::new(tower::service_fn(
+                move |req: Request<RouteBody<String>>| {
+                    let set = req.headers().contains_key("x-dest");
+                    let body = format!("{id} {set}");
+                    async move { Ok(Response::new(body)) }
+                },
+            )))
+        })
+        .unwrap();
+    let kinds: Vec<bool> = (0..r.len())
+        .map(|i| format!("{:?}", r.service(i)).contains("Forward::Single"))
+        .collect();
+    assert_eq!(kinds, [false, false, true]);
+    assert_eq!(send(&r, get("/headers", None)).await.unwrap(), "v1 true");
+    assert_eq!(send(&r, get("/two", None)).await.unwrap(), "v2 false");
+    assert_eq!(send(&r, get("/", None)).await.unwrap(), "v3 false");
+}
+
+#[tokio::test]
 async fn build_with_wraps_each_route_once_and_targets_say_their_role() {
     let wrapped = Arc::new(AtomicUsize::new(0));
     let roles = std::sync::Mutex::new(Vec::new());
@@ -502,6 +657,97 @@ async fn a_route_with_an_unready_destination_does_not_block_others() {
         .await
         .unwrap();
     assert!(body.body().starts_with("ok/- ok"));
+}
+
+/// A route service ready once `open` is set (waking the task that waited),
+/// failing in `poll_ready` when `fail`; it checks it is never called unready.
+#[derive(Clone)]
+struct Gate {
+    open: Arc<std::sync::atomic::AtomicBool>,
+    waiter: Arc<std::sync::Mutex<Option<std::task::Waker>>>,
+    fail: bool,
+    ready: bool,
+}
+
+impl Gate {
+    fn new(fail: bool) -> Self {
+        Gate {
+            open: Arc::default(),
+            waiter: Arc::default(),
+            fail,
+            ready: false,
+        }
+    }
+
+    fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        if let Some(w) = self.waiter.lock().unwrap().take() {
+            w.wake();
+        }
+    }
+}
+
+impl Service<Request<String>> for Gate {
+    type Response = Response<String>;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<Response<String>, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        if self.fail {
+            return std::task::Poll::Ready(Err("gate broken".into()));
+        }
+        *self.waiter.lock().unwrap() = Some(cx.waker().clone());
+        if self.open.load(Ordering::SeqCst) {
+            self.ready = true;
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::task::Poll::Pending
+    }
+
+    fn call(&mut self, req: Request<String>) -> Self::Future {
+        assert!(std::mem::take(&mut self.ready), "called unready");
+        let route = RequestContext::get(req.extensions())
+            .unwrap()
+            .route
+            .as_ref()
+            .unwrap()
+            .to_string();
+        std::future::ready(Ok(Response::new(route)))
+    }
+}
+
+#[tokio::test]
+async fn a_route_service_not_ready_at_once_is_driven_to_readiness_with_the_tasks_waker() {
+    let uri = |p: &str| RouteMatcher::new(&[HttpMatch::default().with_uri(StringMatch::prefix(p))]);
+    let slow = Gate::new(false);
+    let ready = Gate::new(false);
+    ready.open();
+    let r = Router::new([
+        ("slow".to_owned(), uri("/slow").unwrap(), slow.clone()),
+        (
+            "broken".to_owned(),
+            uri("/broken").unwrap(),
+            Gate::new(true),
+        ),
+        ("ready".to_owned(), RouteMatcher::any(), ready),
+    ]);
+    let waiting = tokio::spawn(r.clone().oneshot(get("/slow", None)));
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    // The other routes go on meanwhile.
+    assert_eq!(
+        r.clone().oneshot(get("/", None)).await.unwrap().body(),
+        "ready"
+    );
+    let err = r.clone().oneshot(get("/broken", None)).await.unwrap_err();
+    assert_eq!(err.to_string(), "gate broken");
+    // Opening the gate wakes the waiting request's task (not a stand-in waker).
+    slow.open();
+    let res = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+    assert_eq!(res.unwrap().unwrap().unwrap().body(), "slow");
 }
 
 #[test]

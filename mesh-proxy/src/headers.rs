@@ -67,6 +67,9 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+    if present & (1 << (HOP_BY_HOP.len() - 1)) == 0 {
+        return;
+    }
     // `TE` may also have been named in `Connection` (and so be gone).
     let te_trailers = headers
         .get(TE)

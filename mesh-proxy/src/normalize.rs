@@ -148,7 +148,7 @@ fn needs_work(path: &[u8]) -> bool {
 
 /// Why a request is refused, and with which status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Refusal(StatusCode, &'static str);
+pub(crate) struct Refusal(StatusCode, &'static str);
 
 impl From<BadPath> for Refusal {
     fn from(e: BadPath) -> Self {
@@ -209,7 +209,7 @@ fn normalize_request<B>(req: Request<B>) -> Result<Request<B>, Refusal> {
 }
 
 /// Refuses userinfo and a port that is not a port.
-fn check_authority(authority: &http::uri::Authority) -> Result<(), Refusal> {
+pub(crate) fn check_authority(authority: &http::uri::Authority) -> Result<(), Refusal> {
     if authority.as_str().contains('@') {
         return Err(Refusal(
             StatusCode::BAD_REQUEST,

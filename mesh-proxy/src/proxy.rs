@@ -8,6 +8,7 @@
 //! are carried into the next snapshot with their endpoint, outlier and load
 //! state.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -841,19 +842,42 @@ fn unknown_host(host: &str) -> Response<Body> {
     res
 }
 
-/// The host and port a request names (absolute-form URI first, then `Host`).
-fn target_of<B>(req: &Request<B>) -> Option<(String, Option<u16>)> {
-    let authority = match req.uri().authority() {
-        Some(a) => a.clone(),
-        None => req
-            .headers()
-            .get(http::header::HOST)?
-            .to_str()
-            .ok()?
-            .parse()
-            .ok()?,
+/// The host (lower case) and port a request names (absolute-form URI first,
+/// then `Host`). Borrowed when the name is already lower case, as it almost
+/// always is: no copy per request.
+fn target_of<B>(req: &Request<B>) -> Option<(Cow<'_, str>, Option<u16>)> {
+    let (host, port) = match req.uri().authority() {
+        Some(a) => (a.host(), a.port_u16()),
+        None => split_host_port(req.headers().get(http::header::HOST)?.to_str().ok()?)?,
     };
-    Some((authority.host().to_ascii_lowercase(), authority.port_u16()))
+    let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    };
+    Some((host, port))
+}
+
+/// A `Host` value's host and port, as `http::uri::Authority` splits them (an
+/// IPv6 literal keeps its brackets); `None` for a port that is not a number.
+/// The value was checked by request normalisation before routing.
+fn split_host_port(value: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = match value.rfind(']') {
+        // `[::1]` or `[::1]:80`
+        Some(end) if value.starts_with('[') => {
+            let (host, rest) = value.split_at(end + 1);
+            (host, rest.strip_prefix(':'))
+        }
+        _ => match value.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        },
+    };
+    let port = match port {
+        None | Some("") => None,
+        Some(p) => Some(p.parse().ok()?),
+    };
+    (!host.is_empty()).then_some((host, port))
 }
 
 impl Service<Request<Body>> for Outbound {
@@ -879,7 +903,8 @@ impl Service<Request<Body>> for Outbound {
                 let Some((host, port)) = target_of(&req) else {
                     return self.unclaimed(req, "");
                 };
-                let Some(&si) = snapshot.hosts.get(&host) else {
+                let Some(&si) = snapshot.hosts.get(&*host) else {
+                    let host = host.into_owned();
                     return self.unclaimed(req, &host);
                 };
                 // A captured request without a port in its Host went to the
@@ -893,12 +918,66 @@ impl Service<Request<Body>> for Outbound {
             None => routes.first(),
         };
         let Some((_, svc)) = svc else {
-            let host = target_of(&req).map(|(h, _)| h).unwrap_or_default();
+            let host = target_of(&req)
+                .map(|(h, _)| h.into_owned())
+                .unwrap_or_default();
             return self.unclaimed(req, &host);
         };
         Box::pin(svc.clone().oneshot(req).map_ok(|mut res| {
             headers::strip_hop_by_hop(res.headers_mut());
             res
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What `target_of` did before: parse the `Host` as an `Authority`;
+    /// `None` for what request normalisation refuses before routing.
+    fn by_authority(value: &str) -> Option<(String, Option<u16>)> {
+        let a: http::uri::Authority = value.parse().ok()?;
+        crate::normalize::check_authority(&a).ok()?;
+        Some((a.host().to_ascii_lowercase(), a.port_u16()))
+    }
+
+    fn with_host(value: &str) -> Request<()> {
+        let mut req = Request::new(());
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            req.headers_mut().insert(http::header::HOST, v);
+        }
+        req
+    }
+
+    #[test]
+    fn hosts_split_as_an_authority_would() {
+        for value in [
+            "backend",
+            "Backend.Default.svc:9080",
+            "10.0.0.1:80",
+            "[::1]",
+            "[fd99::2]:9080",
+        ] {
+            let got = target_of(&with_host(value)).map(|(h, p)| (h.into_owned(), p));
+            assert_eq!(got, by_authority(value), "{value}");
+        }
+        assert!(matches!(
+            target_of(&with_host("reviews")),
+            Some((Cow::Borrowed("reviews"), None))
+        ));
+    }
+
+    proptest! {
+        /// Every Host an `Authority` accepts (normalisation refuses the
+        /// rest with 400 before routing) splits the same way.
+        #[test]
+        fn same_split_as_authority(value in "[a-zA-Z0-9.\\-\\[\\]:]{1,24}") {
+            if let Some(expected) = by_authority(&value) {
+                let got = target_of(&with_host(&value)).map(|(h, p)| (h.into_owned(), p));
+                prop_assert_eq!(got, Some(expected));
+            }
+        }
     }
 }

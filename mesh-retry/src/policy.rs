@@ -67,6 +67,14 @@ pub struct RetryPolicy {
     /// Whether to send `x-envoy-attempt-count` upstream (Istio turns it on
     /// for every virtual host).
     pub attempt_count_header: bool,
+    /// Whether each attempt's deadline (the earlier of its per-try and the
+    /// overall timeout) goes into the request's
+    /// [`RequestContext`](mesh_core::context::RequestContext), so that
+    /// outlier detection below counts an attempt dropped at its deadline as
+    /// a timeout of its endpoint, as Envoy does. On by default; without an
+    /// outlier detector below, turning it off spares the request context
+    /// (three allocations) on a request whose only need for one it was.
+    pub attempt_deadline: bool,
 }
 
 impl RetryPolicy {
@@ -84,6 +92,7 @@ impl RetryPolicy {
             replay_cap: DEFAULT_REPLAY_CAP,
             deadline_header: Some(GRPC_TIMEOUT),
             attempt_count_header: true,
+            attempt_deadline: true,
         }
     }
 

@@ -88,11 +88,11 @@ async fn a_timed_out_attempt_is_not_retried_on_the_same_endpoint() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn each_attempt_carries_its_deadline() {
+/// The deadlines the attempts of one request carried: the first hangs past
+/// its 100 ms per-try timeout, the retry answers.
+async fn attempt_deadlines(attempt_deadline: bool) -> Vec<Option<tokio::time::Instant>> {
     let deadlines = Arc::new(Mutex::new(Vec::new()));
     let d = deadlines.clone();
-    let start = tokio::time::Instant::now();
     let svc = tower::service_fn(move |req: Request<RetryBody<Empty<bytes::Bytes>>>| {
         let d = d.clone();
         async move {
@@ -113,16 +113,28 @@ async fn each_attempt_carries_its_deadline() {
     let mut policy = RetryPolicy::new(1, "5xx".parse().unwrap());
     policy.per_try_timeout = Some(Duration::from_millis(100));
     policy.timeout = Some(Duration::from_secs(10));
+    policy.attempt_deadline = attempt_deadline;
     let res = RetryLayer::new(policy)
         .layer(svc)
         .oneshot(Request::new(Empty::new()))
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let d = deadlines.lock().unwrap().clone();
+    deadlines.lock().unwrap().clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_attempt_carries_its_deadline() {
+    let start = tokio::time::Instant::now();
+    let d = attempt_deadlines(true).await;
     assert_eq!(d.len(), 2);
     // The first attempt's deadline is its per-try timeout; the retry's is
     // its own per-try timeout, after the first timed out and a backoff.
     assert_eq!(d[0], Some(start + Duration::from_millis(100)));
     assert!(d[1].unwrap() >= start + Duration::from_millis(200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_deadlines_can_be_kept_out_of_the_context() {
+    assert_eq!(attempt_deadlines(false).await, vec![None, None]);
 }

@@ -96,10 +96,12 @@ pub(crate) fn ok<Req>(_: Req) -> Ready<Result<Response<()>, std::convert::Infall
 }
 
 /// A retry policy doing only what tower's retry and timeout layers do: no
-/// `x-envoy-attempt-count`, no caller's deadline read.
+/// `x-envoy-attempt-count`, no caller's deadline read, no attempt deadline
+/// passed down for outlier detection.
 pub(crate) fn like_tower(p: RetryPolicy) -> RetryPolicy {
     RetryPolicy {
         attempt_count_header: false,
+        attempt_deadline: false,
         deadline_header: None,
         ..p
     }

@@ -515,7 +515,11 @@ where
         }
         let slot = shared.policy.per_try_timeout.map(|_| EndpointSlot::new());
         ctx.slot.clone_from(&slot);
-        ctx.deadline = attempt_deadline(Instant::now(), shared.policy.per_try_timeout, overall);
+        ctx.deadline = if shared.policy.attempt_deadline {
+            attempt_deadline(Instant::now(), shared.policy.per_try_timeout, overall)
+        } else {
+            None
+        };
         let fut = state.svc.call(Request::from_parts(head, body));
         shared.stats.inc_retries();
         Some(TryFuture::new(

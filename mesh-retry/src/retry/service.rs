@@ -145,7 +145,7 @@ where
         let slot = (retry.is_some() && policy.per_try_timeout.is_some()).then(EndpointSlot::new);
         // Endpoint layers count an attempt dropped at this instant as a
         // timeout of their endpoint (outlier detection).
-        let deadline = now.and_then(|now| {
+        let deadline = now.filter(|_| policy.attempt_deadline).and_then(|now| {
             attempt_deadline(now, policy.per_try_timeout, timeout.map(|t| now + t))
         });
         // The first attempt needs a context only for what it tells the layers

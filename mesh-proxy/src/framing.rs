@@ -255,6 +255,17 @@ impl HeadScan {
     fn scan(&mut self, head: &[u8], max: usize) -> Result<Option<usize>, Reject> {
         let upto = head.len().min(max);
         while self.scanned < upto {
+            if !self.after_cr {
+                // Everything up to the next CR or LF is line content: skip
+                // it a word at a time rather than byte by byte.
+                let rest = &head[self.scanned..upto];
+                let n = memchr::memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                if n > 0 {
+                    self.line_has_content = true;
+                    self.scanned += n;
+                    continue;
+                }
+            }
             let b = head[self.scanned];
             self.scanned += 1;
             if self.after_cr {
@@ -1335,6 +1346,69 @@ mod tests {
         cuts.windows(2)
             .map(|w| input[w[0]..w[1]].to_vec())
             .collect()
+    }
+
+    /// The byte-at-a-time scan `HeadScan::scan` replaced.
+    fn scan_bytewise(
+        state: &mut HeadScan,
+        head: &[u8],
+        max: usize,
+    ) -> Result<Option<usize>, Reject> {
+        let upto = head.len().min(max);
+        while state.scanned < upto {
+            let b = head[state.scanned];
+            state.scanned += 1;
+            if state.after_cr {
+                if b != b'\n' {
+                    return Err(Reject::BadRequest("bare CR in the request head"));
+                }
+                state.after_cr = false;
+                if state.line_has_content {
+                    state.started = true;
+                    state.line_has_content = false;
+                } else if state.started {
+                    return Ok(Some(state.scanned));
+                }
+            } else if b == b'\r' {
+                state.after_cr = true;
+            } else if b == b'\n' {
+                return Err(Reject::BadRequest("bare LF in the request head"));
+            } else {
+                state.line_has_content = true;
+            }
+        }
+        if state.scanned >= max {
+            return Err(Reject::TooLarge("request head over the size limit"));
+        }
+        Ok(None)
+    }
+
+    proptest! {
+        /// Fed in any pieces, the scan ends, refuses and waits exactly where
+        /// the byte-at-a-time scan did.
+        #[test]
+        fn head_scan_agrees_with_a_bytewise_scan(
+            head in proptest::collection::vec(
+                prop_oneof![Just(b'a'), Just(b' '), Just(b':'), Just(b'\r'), Just(b'\n')],
+                0..80,
+            ),
+            cuts in proptest::collection::vec(0usize..80, 0..6),
+            max in 1usize..90,
+        ) {
+            let (mut fast, mut slow) = (HeadScan::default(), HeadScan::default());
+            let mut ends: Vec<usize> = cuts.into_iter().filter(|&c| c < head.len()).collect();
+            ends.push(head.len());
+            ends.sort_unstable();
+            for end in ends {
+                let got = fast.scan(&head[..end], max);
+                let want = scan_bytewise(&mut slow, &head[..end], max);
+                prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+                if want.is_err() || matches!(want, Ok(Some(_))) {
+                    break;
+                }
+                prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+            }
+        }
     }
 
     proptest! {

@@ -349,24 +349,26 @@ impl Entry {
 }
 
 /// A random UUID v4, as Envoy generates for `x-request-id`.
-fn uuid4() -> String {
+fn uuid4() -> [u8; 36] {
     uuid4_from(rand::random(), rand::random())
 }
 
-/// The UUID v4 text of 128 random bits.
-fn uuid4_from(a: u64, b: u64) -> String {
+/// The UUID v4 text of 128 random bits (ASCII).
+fn uuid4_from(a: u64, b: u64) -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
     let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
     // 8-4-4-4-12 hex digits: `a` gives the first 16, `b` the last 16.
-    let mut out = String::with_capacity(36);
+    let mut out = [b'-'; 36];
+    let mut at = 0;
     for (i, word) in [a, b].into_iter().enumerate() {
         for digit in 0..16 {
             if matches!(i * 16 + digit, 8 | 12 | 16 | 20) {
-                out.push('-');
+                at += 1; // the dash already there
             }
             let nibble = (word >> (60 - 4 * digit)) & 0xf;
-            out.push(char::from(HEX[nibble as usize]));
+            out[at] = HEX[nibble as usize];
+            at += 1;
         }
     }
     out
@@ -396,7 +398,7 @@ where
         let request_id = match parts.headers.get(&REQUEST_ID) {
             Some(id) if id.to_str().is_ok() => id.clone(),
             _ => {
-                let id = HeaderValue::from_maybe_shared(Bytes::from(uuid4()))
+                let id = HeaderValue::from_bytes(&uuid4())
                     .unwrap_or_else(|_| HeaderValue::from_static(""));
                 parts.headers.insert(REQUEST_ID, id.clone());
                 id
@@ -568,11 +570,11 @@ mod tests {
 
     #[test]
     fn request_ids_are_uuid4() {
-        let id = uuid4();
+        let id = String::from_utf8(uuid4().to_vec()).unwrap();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
-        assert_ne!(uuid4(), id);
+        assert_ne!(uuid4(), id.as_bytes());
     }
 
     #[test]
@@ -592,7 +594,7 @@ mod tests {
                 y >> 48,
                 y & 0xffff_ffff_ffff
             );
-            assert_eq!(uuid4_from(a, b), expected);
+            assert_eq!(std::str::from_utf8(&uuid4_from(a, b)).unwrap(), expected);
         }
     }
 

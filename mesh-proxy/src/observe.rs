@@ -71,8 +71,10 @@ struct Entry {
     request_id: HeaderValue,
     grpc: bool,
     mtls: bool,
+    /// Counted by the request body, which the upstream side owns.
     bytes_in: Arc<AtomicU64>,
-    bytes_out: Arc<AtomicU64>,
+    /// Counted by the [`LogBody`] that owns this entry.
+    bytes_out: u64,
     status: u16,
     flags: ResponseFlags,
     upstream: Option<Upstream>,
@@ -313,7 +315,7 @@ impl Entry {
     fn finish(mut self) {
         let duration = self.start.elapsed();
         let bytes_in = self.bytes_in.load(Ordering::Relaxed);
-        let bytes_out = self.bytes_out.load(Ordering::Relaxed);
+        let bytes_out = self.bytes_out;
         let key = LabelKey {
             reporter: self.config.reporter,
             destination: self.destination.take().map(|d| (d.host, d.name)),
@@ -432,7 +434,7 @@ where
             grpc,
             mtls: parts.extensions.get::<PeerIdentity>().is_some(),
             bytes_in: bytes_in.clone(),
-            bytes_out: Arc::new(AtomicU64::new(0)),
+            bytes_out: 0,
             status: 0,
             flags: ResponseFlags::EMPTY,
             upstream: None,
@@ -492,7 +494,7 @@ where
         };
         let Some(mut entry) = this.entry.take() else {
             return Poll::Ready(Ok(res.map(|b| LogBody {
-                inner: Counted::new(b, Arc::default()),
+                inner: b,
                 entry: None,
             })));
         };
@@ -511,9 +513,8 @@ where
         entry.upstream = res.extensions().get::<Upstream>().cloned();
         entry.destination = res.extensions().get::<DestinationService>().cloned();
         entry.attempts = res.extensions().get::<Attempt>().map_or(1, |a| a.get());
-        let count = entry.bytes_out.clone();
         Poll::Ready(Ok(res.map(|b| LogBody {
-            inner: Counted::new(b, count),
+            inner: b,
             entry: Some(entry),
         })))
     }
@@ -524,7 +525,7 @@ pin_project! {
     /// and counted.
     pub(crate) struct LogBody {
         #[pin]
-        inner: Counted<Body>,
+        inner: Body,
         entry: Option<Entry>,
     }
 
@@ -547,10 +548,18 @@ impl http_body::Body for LogBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let frame = ready!(this.inner.poll_frame(cx));
-        if frame.is_none()
-            && let Some(entry) = this.entry.take()
-        {
-            entry.finish();
+        match &frame {
+            Some(Ok(f)) => {
+                if let (Some(data), Some(entry)) = (f.data_ref(), this.entry.as_mut()) {
+                    entry.bytes_out += data.len() as u64;
+                }
+            }
+            Some(Err(_)) => {}
+            None => {
+                if let Some(entry) = this.entry.take() {
+                    entry.finish();
+                }
+            }
         }
         Poll::Ready(frame)
     }

@@ -858,25 +858,20 @@ fn target_of<B>(req: &Request<B>) -> Option<(Cow<'_, str>, Option<u16>)> {
     Some((host, port))
 }
 
-/// A `Host` value's host and port, as `http::uri::Authority` splits them (an
-/// IPv6 literal keeps its brackets); `None` for a port that is not a number.
-/// The value was checked by request normalisation before routing.
+/// A `Host` value's host and port, split as `http::uri::Authority` splits
+/// them (`host()`, `port_u16()`): an IPv6 literal keeps its brackets, a port
+/// that is not a number is none. The value was checked by request
+/// normalisation before routing.
 fn split_host_port(value: &str) -> Option<(&str, Option<u16>)> {
-    let (host, port) = match value.rfind(']') {
-        // `[::1]` or `[::1]:80`
-        Some(end) if value.starts_with('[') => {
-            let (host, rest) = value.split_at(end + 1);
-            (host, rest.strip_prefix(':'))
-        }
-        _ => match value.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (value, None),
-        },
+    let host = if value.starts_with('[') {
+        &value[..=value.find(']')?]
+    } else {
+        value.split(':').next().unwrap_or(value)
     };
-    let port = match port {
-        None | Some("") => None,
-        Some(p) => Some(p.parse().ok()?),
-    };
+    let port = value
+        .rsplit_once(':')
+        .filter(|(before, _)| before.len() >= host.len())
+        .and_then(|(_, port)| port.parse().ok());
     (!host.is_empty()).then_some((host, port))
 }
 

@@ -125,7 +125,7 @@ impl Line<'_> {
     /// times, flags and address as their `Display` strings.
     fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"start_time\":");
-        json_display(out, humantime::format_rfc3339_millis(self.start_time));
+        json_rfc3339_millis(out, self.start_time);
         out.extend_from_slice(b",\"method\":");
         json_str(out, self.method);
         out.extend_from_slice(b",\"path\":");
@@ -137,7 +137,11 @@ impl Line<'_> {
         out.extend_from_slice(b",\"response_code\":");
         json_u64(out, u64::from(self.response_code));
         out.extend_from_slice(b",\"response_flags\":");
-        json_display(out, self.response_flags);
+        if self.response_flags.is_empty() {
+            out.extend_from_slice(b"\"-\"");
+        } else {
+            json_display(out, self.response_flags);
+        }
         out.extend_from_slice(b",\"upstream_host\":");
         match self.upstream_host {
             Some(SocketAddr::V4(addr)) => {
@@ -245,6 +249,61 @@ fn json_str_contents(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Appends `value`'s `Display` text as a JSON string.
+/// Appends `time` as a JSON string in RFC 3339 with milliseconds, UTC
+/// (`"2026-11-29T02:30:04.123Z"`, what `humantime::format_rfc3339_millis`
+/// writes), without the formatting machinery: a line per request.
+fn json_rfc3339_millis(out: &mut Vec<u8>, time: SystemTime) {
+    let Ok(since) = time.duration_since(SystemTime::UNIX_EPOCH) else {
+        return json_display(out, humantime::format_rfc3339_millis(time));
+    };
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    if year > 9999 {
+        return json_display(out, humantime::format_rfc3339_millis(time));
+    }
+    let of_day = secs % 86_400;
+    let two = |out: &mut Vec<u8>, n: u64| {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8])
+    };
+    out.push(b'"');
+    two(out, year / 100);
+    two(out, year % 100);
+    out.push(b'-');
+    two(out, month);
+    out.push(b'-');
+    two(out, day);
+    out.push(b'T');
+    two(out, of_day / 3600);
+    out.push(b':');
+    two(out, of_day / 60 % 60);
+    out.push(b':');
+    two(out, of_day % 60);
+    let millis = u64::from(since.subsec_millis());
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+        b'"',
+    ]);
+}
+
+/// The proleptic Gregorian (year, month, day) of a day count since
+/// 1970-01-01 (Howard Hinnant's `civil_from_days`, for days ≥ 0).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 fn json_display(out: &mut Vec<u8>, value: impl std::fmt::Display) {
     out.push(b'"');
     let start = out.len();
@@ -576,6 +635,18 @@ impl http_body::Body for LogBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The same text as humantime's, from 1970 to 9999.
+        #[test]
+        fn timestamps_as_humantime_writes_them(millis in 0u64..253_402_300_799_999) {
+            let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(millis);
+            let mut ours = Vec::new();
+            json_rfc3339_millis(&mut ours, time);
+            let theirs = format!("\"{}\"", humantime::format_rfc3339_millis(time));
+            proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), theirs);
+        }
+    }
 
     #[test]
     fn request_ids_are_uuid4() {

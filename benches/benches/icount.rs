@@ -240,11 +240,12 @@ fn main() {
             stacks::mesh_retry().layer(stacks::mesh_cluster(true, true)),
             empty,
         ),
-        "router" => run(
+        "router" | "router_unnamed" => run(
             n,
             mesh_route::Router::builder(stacks::routes())
                 .build(|_| Ok(service_fn(stacks::noop)))
-                .unwrap(),
+                .unwrap()
+                .with_route_names(case == "router"),
             empty,
         ),
         "steer" => {

@@ -288,6 +288,8 @@ fn build(
                     &mut retry_stats,
                 )
             })?;
+            // Nothing in the proxy reads the route name from the request.
+            let router = router.with_route_names(false);
             let svc: HttpService =
                 BoxCloneSyncService::new(router.map_request(|req: Request<Body>| req));
             ports.push((port.number, svc));

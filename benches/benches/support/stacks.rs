@@ -270,9 +270,11 @@ pub(crate) fn mesh_stack_with(
         .layer(ConnectionPoolLayer::new(PoolLimits::envoy()))
         .layer(detector.cluster_layer())
         .service(Shared::new(balance));
+    // As mesh-proxy configures it: nothing below reads the route name.
     Router::builder(routes())
         .build(|_| Ok(retry.layer(cluster.clone())))
         .unwrap()
+        .with_route_names(false)
 }
 
 /// tower's stack: steer → timeout → retry → timeout → concurrency limit →

@@ -810,3 +810,19 @@ fn config_errors_name_the_route() {
         "route `r`: destination reviews (subset v9): no such subset"
     );
 }
+
+#[tokio::test]
+async fn route_names_can_be_left_out_of_the_request() {
+    let routes = vec![v1_of("productpage")];
+    let named = router(routes.clone());
+    assert_eq!(
+        send(&named, get("/a", None)).await.unwrap(),
+        "productpage/v1 route-0 /a"
+    );
+    let unnamed = router(routes).with_route_names(false);
+    assert_eq!(
+        send(&unnamed, get("/a", None)).await.unwrap(),
+        "productpage/v1  /a",
+        "no route name reached the destination"
+    );
+}

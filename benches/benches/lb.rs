@@ -131,5 +131,37 @@ fn p2c_vs_tower(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, p2c_vs_tower, picks);
+/// A balancer shared by many handles: ours (`Shared`, the caller's task takes
+/// a lock) beside tower's `Buffer` (a worker task owns it). Each request is
+/// one `block_on` of `ready` + `call` on a current-thread runtime (the worker
+/// task runs inside it), the same for every row; `Balance` alone is the floor.
+fn shared_vs_buffer(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let balance = || {
+        let discover = StaticEndpoints::new((0..10).map(|i| Endpoint::new(addr(i))))
+            .with_services(|_: &Endpoint| endpoint_service());
+        Balance::new(discover, LoadBalancer::least_request()).unwrap()
+    };
+    async fn send<S: Service<Request<()>>>(svc: &mut S)
+    where
+        S::Error: std::fmt::Debug,
+    {
+        let svc = tower::ServiceExt::ready(svc).await.unwrap();
+        black_box(svc.call(Request::new(())).await.unwrap());
+    }
+    let mut g = c.benchmark_group("shared_vs_buffer");
+    let mut bare = balance();
+    g.bench_function("balance_alone", |b| b.iter(|| rt.block_on(send(&mut bare))));
+    let mut shared = mesh_lb::Shared::new(balance());
+    g.bench_function("mesh_shared", |b| b.iter(|| rt.block_on(send(&mut shared))));
+    let mut buffer = rt.block_on(async { tower::buffer::Buffer::new(balance(), 1024) });
+    g.bench_function("tower_buffer", |b| {
+        b.iter(|| rt.block_on(send(&mut buffer)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, p2c_vs_tower, shared_vs_buffer, picks);
 criterion_main!(benches);

@@ -14,10 +14,12 @@
 //! endpoints → the same no-op endpoint.
 //!
 //! Neither balancer is `Clone`, and both retry layers need a `Clone` inner
-//! service: both stacks put the balancer behind the same [`Shared`] handle
-//! (mesh-proxy uses `tower::buffer` there, a channel hop to another task,
-//! outside this in-process figure). Both are driven alike: `poll_ready`,
-//! `call`, one poll of the response future pinned where it was made.
+//! service: ours is behind `mesh_lb::Shared`, as in mesh-proxy; tower's
+//! behind a bare `Arc<Mutex<_>>` handle (lighter than `mesh_lb::Shared`, and
+//! far lighter than `tower::buffer::Buffer`, tower's own way, whose task hop
+//! this in-process figure could not show; see the `lb` bench's
+//! `shared_vs_buffer`). Both are driven alike: `poll_ready`, `call`, one
+//! poll of the response future pinned where it was made.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may panic on its own setup
 

@@ -25,9 +25,9 @@ use tower::{Layer, Service, ServiceBuilder, service_fn};
 /// The request and response body of every row.
 pub(crate) type Body = Empty<Bytes>;
 
-/// A `Clone` handle on one service, for a balancer under a retry layer (both
-/// stacks use it the same way; uncontended, its lock is two atomic
-/// operations per `poll_ready` and per `call`).
+/// A `Clone` handle on one service, for tower's balancer under tower's retry
+/// layer (uncontended, its lock is two atomic operations per `poll_ready` and
+/// per `call`; tower's own way, `Buffer`, costs a task hop).
 pub(crate) struct Shared<S>(Arc<Mutex<S>>);
 
 impl<S> Shared<S> {
@@ -219,7 +219,7 @@ where
     ServiceBuilder::new()
         .option_layer(limits)
         .map_err(Into::<BoxError>::into)
-        .service(Shared::new(balance))
+        .service(mesh_lb::Shared::new(balance))
 }
 
 /// Our retry policy in the stack: Istio's `retries: {attempts: 2,
@@ -269,7 +269,7 @@ pub(crate) fn mesh_stack_with(
     let cluster = ServiceBuilder::new()
         .layer(ConnectionPoolLayer::new(PoolLimits::envoy()))
         .layer(detector.cluster_layer())
-        .service(Shared::new(balance));
+        .service(mesh_lb::Shared::new(balance));
     // As mesh-proxy configures it: nothing below reads the route name.
     Router::builder(routes())
         .build(|_| Ok(retry.layer(cluster.clone())))

@@ -2,7 +2,7 @@
 //! route's retries: pool limits → "no healthy endpoint" guard → a
 //! [`mesh_lb::Shared`] handle (the balancer is shared by every connection,
 //! called in each request's own task: no buffer task) → the balancer → per
-//! endpoint an outlier gate → a pooled hyper client.
+//! endpoint an outlier gate → its connection [`Pool`].
 //!
 //! The parts whose state must outlive a config reload (the endpoint set, the
 //! outlier detector, the pool counters) are kept in the [`Cluster`] so a new
@@ -17,16 +17,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::connect::{CaptureConnection, capture_connection};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use mesh_breaker::outlier::{OutlierDetection, OutlierDetector};
 use mesh_breaker::pool::{ConnectionLimit, ConnectionPoolLayer, PoolLimits};
 use mesh_core::context::RequestContext;
 use mesh_core::discover::{DiscoverExt, EndpointSet};
-use mesh_core::{BoxError, Endpoint, LabelSelector, MeshError};
+use mesh_core::{BoxError, Endpoint, LabelSelector};
 use mesh_lb::Balance;
 use serde::Serialize;
 use tower::util::BoxCloneSyncService;
@@ -34,6 +30,7 @@ use tower::{Layer, ServiceExt};
 
 use crate::body::{self, Body};
 use crate::config::model::{self, Protocol, TrafficPolicy};
+use crate::upstream::{AddrPools, Pool, PoolBody, PoolConfig};
 
 /// The service type every stack is erased to.
 pub(crate) type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
@@ -304,14 +301,10 @@ fn stack(
     // mTLS clients always speak h2 or http/1.1 as ALPN agrees; plaintext
     // HTTP2/GRPC ports use HTTP/2 with prior knowledge.
     connector.enforce_http(tls.is_none());
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_idle_timeout(idle)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new());
-    if matches!(protocol, Protocol::Http2 | Protocol::Grpc) {
-        builder.http2_only(true);
-    }
+    let config = PoolConfig {
+        http2_only: matches!(protocol, Protocol::Http2 | Protocol::Grpc),
+        idle_timeout: idle,
+    };
     let cluster_name: Arc<str> = key.name().into();
     let mtls = tls.is_some();
     let tls_config = tls
@@ -322,25 +315,26 @@ fn stack(
     // connections take a slot of the cluster's `tcp.maxConnections`.
     let connections = pool.clone();
     let client_for = move |addr: SocketAddr| match &tls_config {
-        None => UpstreamClient::Plain(builder.build(EndpointConnector::new(
+        None => UpstreamClient::Plain(Pool::new(
             ConnectionLimit::new(connector.clone(), &connections),
             "http",
             addr,
-        ))),
-        Some(config) => UpstreamClient::Mtls(builder.build(EndpointConnector::new(
+            config.clone(),
+        )),
+        Some(tls) => UpstreamClient::Mtls(Pool::new(
             ConnectionLimit::new(
-                mesh_tls::MtlsConnector::with_connector(connector.clone(), config.clone()),
+                mesh_tls::MtlsConnector::with_connector(connector.clone(), tls.clone()),
                 &connections,
             ),
             "https",
             addr,
-        ))),
+            config.clone(),
+        )),
     };
 
     let make_endpoint = move |ep: &Endpoint| {
         let addr = ep.addr();
-        // Behind an `Arc`: a request clones one pointer, not the client's
-        // handles (which `Client::request` clones again itself).
+        // Behind an `Arc`: a request clones one pointer.
         let client = Arc::new(client_for(addr));
         let version: Arc<str> = ep
             .labels()
@@ -422,49 +416,11 @@ pub(crate) struct UpstreamTls {
     pub(crate) subject_alt_names: Vec<String>,
 }
 
-/// Connects to one endpoint whatever the request URI names, so a request can
-/// keep the caller's authority (`:authority` over HTTP/2, `Host` over
-/// HTTP/1.1), as Envoy forwards it.
-#[derive(Clone, Debug)]
-struct EndpointConnector<C> {
-    inner: C,
-    addr: Uri,
-}
-
-impl<C> EndpointConnector<C> {
-    fn new(inner: C, scheme: &str, addr: SocketAddr) -> Self {
-        let addr = Uri::builder()
-            .scheme(scheme)
-            .authority(addr.to_string())
-            .path_and_query("/")
-            .build()
-            .unwrap_or_default();
-        EndpointConnector { inner, addr }
-    }
-}
-
-impl<C: tower::Service<Uri>> tower::Service<Uri> for EndpointConnector<C> {
-    type Response = C::Response;
-    type Error = C::Error;
-    type Future = C::Future;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), C::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, _: Uri) -> C::Future {
-        self.inner.call(self.addr.clone())
-    }
-}
-
 /// A pooled client to one endpoint, plaintext or mTLS.
 #[derive(Clone, Debug)]
 enum UpstreamClient {
-    Plain(Client<EndpointConnector<ConnectionLimit<HttpConnector>>, Body>),
-    Mtls(Client<EndpointConnector<ConnectionLimit<mesh_tls::MtlsConnector<HttpConnector>>>, Body>),
+    Plain(Pool<ConnectionLimit<HttpConnector>>),
+    Mtls(Pool<ConnectionLimit<mesh_tls::MtlsConnector<HttpConnector>>>),
 }
 
 impl UpstreamClient {
@@ -476,7 +432,7 @@ impl UpstreamClient {
         &self,
         addr: SocketAddr,
         mut req: Request<Body>,
-    ) -> Result<Response<Incoming>, BoxError> {
+    ) -> Result<Response<PoolBody>, BoxError> {
         // The upstream connection's protocol is the client's choice (ALPN,
         // the port's protocol), not the downstream request's.
         *req.version_mut() = http::Version::HTTP_11;
@@ -507,53 +463,20 @@ impl UpstreamClient {
             parts.path_and_query = Some(PathAndQuery::from_static("/"));
         }
         *req.uri_mut() = Uri::from_parts(parts)?;
-        let captured = capture_connection(&mut req);
-        let result = match self {
-            UpstreamClient::Plain(c) => c.request(req).await,
-            UpstreamClient::Mtls(c) => c.request(req).await,
-        };
-        match result {
-            Ok(res) => ambiguous_framing(res, &captured),
-            Err(e) if e.is_connect() => match MeshError::find(&e) {
-                Some(MeshError::Overloaded(why)) => Err(MeshError::Overloaded(*why).into()),
-                _ => Err(MeshError::ConnectFailure(Box::new(e)).into()),
-            },
-            Err(e) => Err(upstream_error(e)),
+        match self {
+            UpstreamClient::Plain(pool) => pool.send(req).await,
+            UpstreamClient::Mtls(pool) => pool.send(req).await,
         }
     }
-}
-
-/// Refuses a response with both `Content-Length` and `Transfer-Encoding`
-/// (502 `UPE`, as Envoy does): hyper's client reads such a body as chunked
-/// and keeps the length, which would then frame the response to the client
-/// wrongly (response splitting). The connection is poisoned: whatever hyper
-/// made of its bytes, it is never reused.
-pub(crate) fn ambiguous_framing<B>(
-    res: Response<B>,
-    connection: &CaptureConnection,
-) -> Result<Response<B>, BoxError> {
-    let headers = res.headers();
-    if headers.contains_key(http::header::TRANSFER_ENCODING)
-        && headers.contains_key(http::header::CONTENT_LENGTH)
-    {
-        if let Some(connected) = connection.connection_metadata().as_ref() {
-            connected.poison();
-        }
-        return Err(MeshError::UpstreamProtocol(
-            "upstream response with both Content-Length and Transfer-Encoding".into(),
-        )
-        .into());
-    }
-    Ok(res)
 }
 
 /// Forwards `req` over plain HTTP/1.1 to `addr` whatever its URI names (the
-/// local app inbound, a passthrough destination outbound), keeping the
-/// request as written otherwise: hop-by-hop headers stripped both ways, an
-/// ambiguously framed answer refused and its connection poisoned, errors
-/// mapped to Envoy's flags.
+/// local app inbound, a passthrough destination outbound) on a connection of
+/// `pools`, keeping the request as written otherwise: hop-by-hop headers
+/// stripped both ways, an ambiguously framed answer refused and its
+/// connection closed, errors mapped to Envoy's flags.
 pub(crate) async fn forward_plain(
-    client: Client<HttpConnector, Body>,
+    pools: &AddrPools,
     addr: SocketAddr,
     mut req: Request<Body>,
 ) -> Result<Response<Body>, BoxError> {
@@ -565,39 +488,10 @@ pub(crate) async fn forward_plain(
         .authority(addr.to_string())
         .path_and_query(path)
         .build()?;
-    let captured = capture_connection(&mut req);
-    match client.request(req).await {
-        Ok(res) => {
-            let mut res = ambiguous_framing(res, &captured)?.map(body::boxed);
-            crate::headers::strip_hop_by_hop(res.headers_mut());
-            Ok(res)
-        }
-        Err(e) if e.is_connect() => Err(MeshError::ConnectFailure(Box::new(e)).into()),
-        Err(e) => Err(upstream_error(e)),
-    }
-}
-
-/// The mesh's error for an upstream request that failed after connecting:
-/// a response hyper could not parse (both `Content-Length` and
-/// `Transfer-Encoding`, two lengths, oversized headers, a bad status line) is
-/// 502 `UPE`; a connection closed before the whole response is 503 `UC`
-/// (Envoy's "connection termination"); anything else a reset, 503 `UR`.
-/// hyper never returns such a connection to the pool.
-pub(crate) fn upstream_error(e: hyper_util::client::legacy::Error) -> BoxError {
-    let mut source = std::error::Error::source(&e);
-    while let Some(err) = source {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
-                return MeshError::UpstreamProtocol(Box::new(e)).into();
-            }
-            if h.is_incomplete_message() {
-                return MeshError::UpstreamConnectionTermination(Box::new(e)).into();
-            }
-            break;
-        }
-        source = err.source();
-    }
-    MeshError::UpstreamReset(Box::new(e)).into()
+    let pool = pools.get(addr);
+    let mut res = pool.send(req).await?.map(body::boxed);
+    crate::headers::strip_hop_by_hop(res.headers_mut());
+    Ok(res)
 }
 
 /// The endpoints of `service` for `port`, narrowed to `selector`'s labels.

@@ -45,6 +45,7 @@ mod proxy;
 mod run;
 mod server;
 mod tcp;
+mod upstream;
 
 pub use self::capture::OutboundPolicy;
 pub use self::demo::demo;

@@ -40,9 +40,8 @@ use crate::headers;
 use crate::metrics::Metrics;
 use crate::observe::DestinationService;
 use crate::tcp::TcpRoute;
-use hyper_util::client::legacy::Client;
+use crate::upstream::AddrPools;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// The running proxy: the config in force and what outlives it.
 #[derive(Debug)]
@@ -797,7 +796,7 @@ fn upstream_tls(
 pub(crate) struct Outbound {
     proxy: Arc<Proxy>,
     policy: OutboundPolicy,
-    passthrough: Client<HttpConnector, Body>,
+    passthrough: AddrPools,
 }
 
 impl Outbound {
@@ -805,10 +804,7 @@ impl Outbound {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(crate::tcp::CONNECT_TIMEOUT));
-        let passthrough = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(crate::capture::PASSTHROUGH_IDLE)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let passthrough = AddrPools::new(connector, crate::capture::PASSTHROUGH_IDLE);
         Outbound {
             proxy,
             policy,
@@ -824,11 +820,8 @@ impl Outbound {
         };
         // Envoy's PassthroughCluster: to where the app was connecting, with
         // the request as the app wrote it.
-        Box::pin(crate::cluster::forward_plain(
-            self.passthrough.clone(),
-            dst,
-            req,
-        ))
+        let passthrough = self.passthrough.clone();
+        Box::pin(async move { crate::cluster::forward_plain(&passthrough, dst, req).await })
     }
 }
 

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use http::header::HeaderValue;
 use http::{HeaderName, Request, Response};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use mesh_core::BoxError;
 use mesh_core::context::PeerIdentity;
 use mesh_tls::authz::{Action, AuthorizationLayer, AuthorizationPolicy, Operation, Rule, Source};
@@ -32,6 +30,7 @@ use crate::dns::Resolver;
 use crate::normalize::NormalizeRequest;
 use crate::observe::{Observe, ObserveConfig};
 use crate::proxy::{Outbound, Proxy};
+use crate::upstream::AddrPools;
 use crate::{admin, config, server};
 
 /// `x-forwarded-client-cert`.
@@ -468,10 +467,10 @@ fn inbound_service(
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(crate::tcp::CONNECT_TIMEOUT));
-    let client: Client<HttpConnector, Body> =
-        Client::builder(TokioExecutor::new()).build(connector);
+    // hyper-util's default: idle connections to the app kept 90 s.
+    let pools = AddrPools::new(connector, Duration::from_secs(90));
     let forward = tower::service_fn(move |mut req: Request<Body>| {
-        let client = client.clone();
+        let pools = pools.clone();
         // Only the handshake tells who called: drop what the caller claims.
         req.headers_mut().remove(XFCC);
         strip_control_headers(req.headers_mut());
@@ -488,7 +487,7 @@ fn inbound_service(
         });
         async move {
             let app = app.ok_or("an inbound request without an app address")?;
-            crate::cluster::forward_plain(client, app, req).await
+            crate::cluster::forward_plain(&pools, app, req).await
         }
     });
     if authz.is_empty() {

@@ -1,0 +1,140 @@
+//! The connections a [`Pool`](super::Pool) keeps between requests: the
+//! HTTP/1.1 connections waiting idle (newest last, reused first), and the one
+//! shared HTTP/2 connection.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use hyper::client::conn::{http1, http2};
+use hyper_util::client::legacy::connect::Connected;
+use tokio::time::Instant;
+
+use crate::body::Body;
+
+/// An HTTP/1.1 connection: one request at a time.
+pub(super) struct Http1Conn {
+    pub(super) tx: http1::SendRequest<Body>,
+    /// What the connector said of it (the peer's identity over mTLS).
+    pub(super) info: Arc<Connected>,
+}
+
+/// The shared HTTP/2 connection.
+struct Http2Conn {
+    tx: http2::SendRequest<Body>,
+    info: Arc<Connected>,
+    /// When a request last took it: idle since then.
+    last_used: Instant,
+}
+
+/// An HTTP/1.1 connection in the idle list, since when.
+struct Idle {
+    conn: Http1Conn,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    /// Oldest first: connections are pushed as they become idle.
+    idle: Vec<Idle>,
+    shared: Option<Http2Conn>,
+}
+
+/// A pool's connections, shared with the response bodies that give an
+/// HTTP/1.1 connection back when they end.
+pub(super) struct Connections {
+    /// Connections idle this long are closed rather than reused.
+    timeout: Duration,
+    state: Mutex<State>,
+}
+
+impl Connections {
+    pub(super) fn new(timeout: Duration) -> Self {
+        Connections {
+            timeout,
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The shared HTTP/2 connection, if it is open and has not been idle
+    /// past the timeout, else the newest idle HTTP/1.1 connection ready for
+    /// a request. Closed and expired connections met on the way are dropped
+    /// (which closes them).
+    pub(super) fn checkout(&self) -> Option<Checkout> {
+        let mut state = self.lock();
+        if let Some(shared) = state.shared.as_mut() {
+            let now = Instant::now();
+            if !shared.tx.is_closed() && now.duration_since(shared.last_used) < self.timeout {
+                shared.last_used = now;
+                return Some(Checkout::Http2(shared.tx.clone(), shared.info.clone()));
+            }
+            state.shared = None;
+        }
+        while let Some(idle) = state.idle.pop() {
+            if idle.since.elapsed() >= self.timeout {
+                // The rest are older still.
+                state.idle.clear();
+                return None;
+            }
+            if idle.conn.tx.is_ready() {
+                return Some(Checkout::Http1(idle.conn));
+            }
+        }
+        None
+    }
+
+    /// Keeps an HTTP/1.1 connection ready for a request for the next one;
+    /// drops the idle connections that have expired meanwhile.
+    pub(super) fn put(&self, conn: Http1Conn) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let expired = state
+            .idle
+            .iter()
+            .take_while(|idle| now.duration_since(idle.since) >= self.timeout)
+            .count();
+        state.idle.drain(..expired);
+        state.idle.push(Idle { conn, since: now });
+    }
+
+    /// Shares `tx` as the pool's HTTP/2 connection unless an open one is
+    /// shared already.
+    pub(super) fn share(&self, tx: &http2::SendRequest<Body>, info: &Arc<Connected>) {
+        let mut state = self.lock();
+        if state.shared.as_ref().is_some_and(|s| !s.tx.is_closed()) {
+            return;
+        }
+        state.shared = Some(Http2Conn {
+            tx: tx.clone(),
+            info: info.clone(),
+            last_used: Instant::now(),
+        });
+    }
+
+    /// Whether any connection is kept.
+    pub(super) fn is_empty(&self) -> bool {
+        let state = self.lock();
+        state.idle.is_empty() && state.shared.is_none()
+    }
+}
+
+impl fmt::Debug for Connections {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Connections")
+            .field("timeout", &self.timeout)
+            .field("idle", &state.idle.len())
+            .field("shared", &state.shared.is_some())
+            .finish()
+    }
+}
+
+/// A connection taken from the pool for one request.
+pub(super) enum Checkout {
+    Http1(Http1Conn),
+    Http2(http2::SendRequest<Body>, Arc<Connected>),
+}

@@ -1,0 +1,298 @@
+//! [`Pool`]: the connections to one address, and sending a request on one.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, Parts, Scheme};
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::client::conn::{http1, http2};
+use hyper::rt::{Read, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use mesh_core::BoxError;
+use tower::ServiceExt;
+
+use super::body::{PoolBody, Release};
+use super::idle::{Checkout, Connections, Http1Conn};
+use super::{ambiguous_framing, connect_error, upstream_error};
+use crate::body::Body;
+
+/// How a [`Pool`] speaks to its address.
+#[derive(Clone, Debug)]
+pub(crate) struct PoolConfig {
+    /// HTTP/2 with prior knowledge; otherwise HTTP/1.1, or HTTP/2 when the
+    /// connector says ALPN chose it.
+    pub(crate) http2_only: bool,
+    /// Connections idle this long are closed rather than reused.
+    pub(crate) idle_timeout: Duration,
+}
+
+/// The connections to one address, made by a connector (any
+/// `tower::Service<Uri>` that hyper-util's legacy client could use, such as
+/// `HttpConnector`, `ConnectionLimit`, `MtlsConnector`) and asked always for
+/// that address, whatever the request's URI names, so a request keeps the
+/// caller's authority (`Host` over HTTP/1.1, `:authority` over HTTP/2) as
+/// Envoy forwards it. Clones share the connections.
+pub(crate) struct Pool<C> {
+    inner: Arc<Inner<C>>,
+}
+
+struct Inner<C> {
+    connector: C,
+    /// The address, as the URI the connector is called with.
+    dst: Uri,
+    http2_only: bool,
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    conns: Arc<Connections>,
+    /// Held while an HTTP/2 connection is being made, so that concurrent
+    /// requests wait for it rather than each open their own.
+    connecting_h2: tokio::sync::Mutex<()>,
+}
+
+impl<C> Clone for Pool<C> {
+    fn clone(&self) -> Self {
+        Pool {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for Pool<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("dst", &self.inner.dst)
+            .field("http2_only", &self.inner.http2_only)
+            .field("connections", &self.inner.conns)
+            .finish()
+    }
+}
+
+/// A connection just made.
+enum Fresh {
+    Http1(Http1Conn),
+    Http2(http2::SendRequest<Body>, Arc<Connected>),
+}
+
+/// Why a request on one connection failed.
+enum Failed {
+    /// The connection was closed before the request was written: it is
+    /// given back to be sent on another, with why (boxed: rare, and the
+    /// result of every request need not be as large as a request).
+    NotSent(Box<Request<Body>>, hyper::Error),
+    /// Anything else, as the mesh's error.
+    Error(BoxError),
+}
+
+impl<C> Pool<C> {
+    /// A pool connecting with `connector` to `scheme://addr/`.
+    pub(crate) fn new(connector: C, scheme: &str, addr: SocketAddr, config: PoolConfig) -> Self {
+        let dst = Uri::builder()
+            .scheme(scheme)
+            .authority(addr.to_string())
+            .path_and_query("/")
+            .build()
+            .unwrap_or_default();
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new());
+        Pool {
+            inner: Arc::new(Inner {
+                connector,
+                dst,
+                http2_only: config.http2_only,
+                h1: http1::Builder::new(),
+                h2,
+                conns: Arc::new(Connections::new(config.idle_timeout)),
+                connecting_h2: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Whether the pool is used by anyone else or keeps a connection.
+    pub(crate) fn in_use(&self) -> bool {
+        Arc::strong_count(&self.inner) > 1 || !self.inner.conns.is_empty()
+    }
+}
+
+impl<C> Pool<C>
+where
+    C: tower::Service<Uri> + Clone + Send + Sync + 'static,
+    C::Response: Read + Write + Connection + Unpin + Send + 'static,
+    C::Future: Send,
+    C::Error: Into<BoxError>,
+{
+    /// Sends `req`, whose URI must have a scheme and an authority, on a
+    /// pooled connection if one is ready, else on a new one. A request that
+    /// a reused connection closed before it was written is sent once more
+    /// on a new connection.
+    pub(crate) async fn send(&self, req: Request<Body>) -> Result<Response<PoolBody>, BoxError> {
+        let req = match self.inner.conns.checkout() {
+            None => req,
+            Some(conn) => match self.send_on(conn, req).await {
+                Ok(res) => return Ok(res),
+                Err(Failed::Error(e)) => return Err(e),
+                Err(Failed::NotSent(req, _)) => *req,
+            },
+        };
+        let conn = match self.connect().await? {
+            Fresh::Http1(conn) => Checkout::Http1(conn),
+            Fresh::Http2(tx, info) => Checkout::Http2(tx, info),
+        };
+        match self.send_on(conn, req).await {
+            Ok(res) => Ok(res),
+            Err(Failed::Error(e)) => Err(e),
+            // Not sent on a new connection either: it failed at once.
+            Err(Failed::NotSent(_, e)) => Err(upstream_error(e)),
+        }
+    }
+
+    /// Sends `req` on `conn`.
+    async fn send_on(
+        &self,
+        conn: Checkout,
+        req: Request<Body>,
+    ) -> Result<Response<PoolBody>, Failed> {
+        match conn {
+            Checkout::Http1(mut conn) => {
+                let (req, scheme, authority) = origin_form(req);
+                let res = match conn.tx.try_send_request(req).await {
+                    Ok(res) => res,
+                    Err(mut e) => {
+                        return Err(match e.take_message() {
+                            Some(req) => Failed::NotSent(
+                                Box::new(absolute_form(req, scheme, authority)),
+                                e.into_error(),
+                            ),
+                            None => Failed::Error(upstream_error(e.into_error())),
+                        });
+                    }
+                };
+                if let Some(e) = ambiguous_framing(&res) {
+                    // `conn` is dropped, never reused.
+                    return Err(Failed::Error(e));
+                }
+                let (mut parts, body) = res.into_parts();
+                conn.info.get_extras(&mut parts.extensions);
+                let release = Release::new(conn, self.inner.conns.clone());
+                Ok(Response::from_parts(
+                    parts,
+                    PoolBody::new(body, Some(release)),
+                ))
+            }
+            Checkout::Http2(mut tx, info) => {
+                let res = match tx.try_send_request(req).await {
+                    Ok(res) => res,
+                    Err(mut e) => {
+                        return Err(match e.take_message() {
+                            Some(req) => Failed::NotSent(Box::new(req), e.into_error()),
+                            None => Failed::Error(upstream_error(e.into_error())),
+                        });
+                    }
+                };
+                if let Some(e) = ambiguous_framing(&res) {
+                    return Err(Failed::Error(e));
+                }
+                let (mut parts, body) = res.into_parts();
+                info.get_extras(&mut parts.extensions);
+                Ok(Response::from_parts(parts, PoolBody::new(body, None)))
+            }
+        }
+    }
+
+    /// A new connection, its task spawned; an HTTP/2 one shared.
+    async fn connect(&self) -> Result<Fresh, BoxError> {
+        if !self.inner.http2_only {
+            return self.connect_once().await;
+        }
+        let _connecting = self.inner.connecting_h2.lock().await;
+        // Made by whoever held the lock before?
+        if let Some(Checkout::Http2(tx, info)) = self.inner.conns.checkout() {
+            return Ok(Fresh::Http2(tx, info));
+        }
+        self.connect_once().await
+    }
+
+    async fn connect_once(&self) -> Result<Fresh, BoxError> {
+        let inner = &*self.inner;
+        let io = inner
+            .connector
+            .clone()
+            .oneshot(inner.dst.clone())
+            .await
+            .map_err(|e| connect_error(e.into()))?;
+        let info = Arc::new(io.connected());
+        if inner.http2_only || info.is_negotiated_h2() {
+            let (mut tx, conn) = inner.h2.handshake(io).await.map_err(upstream_error)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream HTTP/2 connection");
+                }
+            });
+            tx.ready().await.map_err(upstream_error)?;
+            inner.conns.share(&tx, &info);
+            Ok(Fresh::Http2(tx, info))
+        } else {
+            let (tx, conn) = inner.h1.handshake(io).await.map_err(upstream_error)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream HTTP/1.1 connection");
+                }
+            });
+            Ok(Fresh::Http1(Http1Conn { tx, info }))
+        }
+    }
+}
+
+/// The request as HTTP/1.1 sends it: origin-form, with a `Host` from the
+/// URI's authority unless it has one (as hyper-util does: no port if it is
+/// the scheme's default); the scheme and authority are given back to
+/// restore the request if it must go on another connection.
+fn origin_form(mut req: Request<Body>) -> (Request<Body>, Option<Scheme>, Option<Authority>) {
+    let Parts {
+        scheme,
+        authority,
+        path_and_query,
+        ..
+    } = std::mem::take(req.uri_mut()).into_parts();
+    if let Some(authority) = &authority
+        && !req.headers().contains_key(http::header::HOST)
+        && let Some(host) = host_header(scheme.as_ref(), authority)
+    {
+        req.headers_mut().insert(http::header::HOST, host);
+    }
+    if let Some(path) = path_and_query {
+        let mut parts = Parts::default();
+        parts.path_and_query = Some(path);
+        *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+    }
+    (req, scheme, authority)
+}
+
+/// The request with its scheme and authority back.
+fn absolute_form(
+    mut req: Request<Body>,
+    scheme: Option<Scheme>,
+    authority: Option<Authority>,
+) -> Request<Body> {
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.scheme = scheme;
+    parts.authority = authority;
+    *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+    req
+}
+
+/// `Host` for `authority`: without the port when it is the scheme's default.
+fn host_header(scheme: Option<&Scheme>, authority: &Authority) -> Option<HeaderValue> {
+    let default_port = match scheme {
+        Some(s) if *s == Scheme::HTTPS => Some(443),
+        Some(s) if *s == Scheme::HTTP => Some(80),
+        _ => None,
+    };
+    let value = match authority.port_u16() {
+        Some(port) if Some(port) == default_port => authority.host(),
+        _ => authority.as_str(),
+    };
+    HeaderValue::from_str(value).ok()
+}

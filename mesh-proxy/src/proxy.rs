@@ -867,7 +867,7 @@ fn split_host_port(value: &str) -> Option<(&str, Option<u16>)> {
         .rsplit_once(':')
         .filter(|(before, _)| before.len() >= host.len())
         .and_then(|(_, port)| port.parse().ok());
-    (!host.is_empty()).then_some((host, port))
+    Some((host, port))
 }
 
 impl Service<Request<Body>> for Outbound {

@@ -465,9 +465,20 @@ pub(crate) struct FramingGuard<T> {
     first: bool,
     /// The most bytes a request head may have.
     max_head: usize,
-    /// When the first request head must be complete (see
-    /// [`with_first_head_timeout`](Self::with_first_head_timeout)).
-    first_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// How long a request head may take (see
+    /// [`with_head_timeout`](Self::with_head_timeout)).
+    head_timeout: Option<std::time::Duration>,
+    /// When the head being timed must be complete; polled only while
+    /// `timing`.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A head is being timed: the first from the connection's start, each
+    /// later one from its first byte.
+    timing: bool,
+    /// How long the connection may idle between requests (see
+    /// [`with_idle_timeout`](Self::with_idle_timeout)).
+    idle_timeout: Option<std::time::Duration>,
+    /// Since when the connection has been idle between requests.
+    idle_since: Option<tokio::time::Instant>,
 }
 
 impl<T> FramingGuard<T> {
@@ -482,18 +493,89 @@ impl<T> FramingGuard<T> {
             phase: Phase::Head(HeadScan::default()),
             first: true,
             max_head: max_head.max(H2_PREFACE_HEAD.len()),
-            first_deadline: None,
+            head_timeout: None,
+            deadline: None,
+            timing: false,
+            idle_timeout: None,
+            idle_since: None,
         }
     }
 
-    /// Closes the connection (a read error) if the first request head (or
-    /// the HTTP/2 preface) is not complete within `timeout` of now. Later
-    /// heads are hyper's to time: its `header_read_timeout` starts when it
-    /// waits for a head, but it cannot start for the first one while this
-    /// guard holds the bytes back. Needs a tokio runtime with time enabled.
-    pub(crate) fn with_first_head_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.first_deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+    /// Closes the connection (a read error) if a request head is not
+    /// complete within `timeout`: the first head (or the HTTP/2 preface)
+    /// from now, each later head from its first byte. An idle keep-alive
+    /// connection between requests is not timed (hyper's
+    /// `header_read_timeout` would close it after `timeout` of quiet, and
+    /// its caller would then pay a new connection, or a TLS handshake, for
+    /// its next request). A head that arrives whole in one read arms no
+    /// timer. Needs a tokio runtime with time enabled.
+    pub(crate) fn with_head_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.head_timeout = Some(timeout);
+        self.deadline = Some(Box::pin(tokio::time::sleep(timeout)));
+        self.timing = true;
         self
+    }
+
+    /// Closes an HTTP/1 keep-alive connection idle between requests for
+    /// `timeout` (Envoy's `idle_timeout`). The timer is set once and moved
+    /// only when it fires early, not at every request.
+    pub(crate) fn with_idle_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Waits out an idle keep-alive connection, closing it (an error) once
+    /// it has been idle for the idle timeout.
+    fn wait_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(timeout) = self.idle_timeout else {
+            return Ok(());
+        };
+        let now = tokio::time::Instant::now();
+        let until = *self.idle_since.get_or_insert(now) + timeout;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+        // Set for an earlier idle period or head, it fires early at worst:
+        // then it is moved to this idle period's end.
+        if deadline.as_mut().poll(cx).is_ready() {
+            if now >= until {
+                tracing::debug!("idle keep-alive connection; closing");
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout"));
+            }
+            deadline.as_mut().reset(until);
+            let _ = deadline.as_mut().poll(cx);
+        }
+        Ok(())
+    }
+
+    /// Starts timing a head whose first bytes are in but not its end.
+    fn time_head(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(timeout) = self.head_timeout else {
+            return Ok(());
+        };
+        let at = tokio::time::Instant::now() + timeout;
+        match &mut self.deadline {
+            Some(deadline) => deadline.as_mut().reset(at),
+            None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        self.timing = true;
+        self.check_deadline(cx)
+    }
+
+    /// A timed head past its deadline is an error; polling registers the
+    /// wake-up.
+    fn check_deadline(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.timing
+            && let Some(deadline) = &mut self.deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            tracing::debug!("no complete request head in time; closing");
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request head timeout",
+            ));
+        }
+        Ok(())
     }
 
     /// Copies checked bytes to `out`.
@@ -572,7 +654,9 @@ impl<T> FramingGuard<T> {
             Step::Release(len, then) => {
                 self.ready = len;
                 if len > 0 {
+                    // A head is through (or the body after it): stop timing.
                     self.first = false;
+                    self.timing = false;
                 }
                 let moved = then.is_some();
                 if let Some(phase) = then {
@@ -656,17 +740,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
         if out.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        if !this.first {
-            this.first_deadline = None;
-        } else if let Some(deadline) = &mut this.first_deadline
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            tracing::debug!("no complete request head in time; closing");
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request head timeout",
-            )));
-        }
+        this.check_deadline(cx)?;
         loop {
             if this.ready > 0 {
                 this.deliver(out);
@@ -694,9 +768,23 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
             if this.start < this.end && this.check_pending() {
                 continue;
             }
-            if ready!(this.poll_fill(cx))? == 0 {
+            match this.poll_fill(cx)? {
                 // The client is gone; a partial head is never let through.
-                return Poll::Ready(Ok(()));
+                Poll::Ready(0) => return Poll::Ready(Ok(())),
+                Poll::Ready(_) => this.idle_since = None,
+                Poll::Pending => {
+                    if !this.timing && matches!(this.phase, Phase::Head(_)) {
+                        if this.start < this.end {
+                            // Part of a head is in and the rest awaited:
+                            // from now on it is timed.
+                            this.time_head(cx)?;
+                        } else {
+                            // Between requests.
+                            this.wait_idle(cx)?;
+                        }
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }

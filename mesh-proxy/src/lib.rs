@@ -55,4 +55,4 @@ pub use self::framing::{fuzz_guard, fuzz_guard_bound};
 pub use self::normalize::fuzz_normalize;
 pub use self::proxy::Proxy;
 pub use self::run::{RunOptions, Running, StartOptions, load_identity, run, start};
-pub use self::server::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEADER_BYTES};
+pub use self::server::{HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, MAX_HEADER_BYTES};

@@ -44,6 +44,10 @@ enum Command {
         /// connection is closed (slowloris guard).
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         header_read_timeout: std::time::Duration,
+        /// How long an HTTP/1 keep-alive connection may sit idle between
+        /// requests (Envoy's `idle_timeout`).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        idle_timeout: std::time::Duration,
         /// Connections each listener serves at once; more are closed on accept.
         #[arg(long, default_value_t = mesh_proxy::MAX_CONNECTIONS, value_parser = clap::value_parser!(usize))]
         max_connections: usize,
@@ -244,6 +248,7 @@ fn main() -> ExitCode {
             max_request_headers_kb,
             outbound_policy,
             header_read_timeout,
+            idle_timeout,
             max_connections,
         } => {
             init_tracing();
@@ -276,6 +281,7 @@ fn main() -> ExitCode {
                 max_header_bytes: max_request_headers_kb as usize * 1024,
                 outbound_policy,
                 header_read_timeout,
+                idle_timeout,
                 max_connections,
                 ..mesh_proxy::RunOptions::new(configs)
             };

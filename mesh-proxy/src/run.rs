@@ -58,6 +58,9 @@ pub struct RunOptions {
     /// How long a client may take to send a request head (default
     /// [`HEADER_READ_TIMEOUT`](crate::server::HEADER_READ_TIMEOUT), 10 s).
     pub header_read_timeout: Duration,
+    /// How long an HTTP/1 keep-alive connection may idle between requests
+    /// (default [`IDLE_TIMEOUT`](crate::server::IDLE_TIMEOUT), 1 h).
+    pub idle_timeout: Duration,
     /// Connections each listener serves at once (default
     /// [`MAX_CONNECTIONS`](crate::server::MAX_CONNECTIONS), 10,000).
     pub max_connections: usize,
@@ -76,6 +79,7 @@ impl RunOptions {
             max_header_bytes: server::MAX_HEADER_BYTES,
             outbound_policy: OutboundPolicy::default(),
             header_read_timeout: server::HEADER_READ_TIMEOUT,
+            idle_timeout: server::IDLE_TIMEOUT,
             max_connections: server::MAX_CONNECTIONS,
         }
     }
@@ -154,6 +158,8 @@ pub struct StartOptions {
     pub outbound_policy: OutboundPolicy,
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// How long an HTTP/1 keep-alive connection may idle between requests.
+    pub idle_timeout: Duration,
     /// Connections each listener serves at once.
     pub max_connections: usize,
 }
@@ -170,6 +176,7 @@ impl StartOptions {
             max_header_bytes: server::MAX_HEADER_BYTES,
             outbound_policy: OutboundPolicy::default(),
             header_read_timeout: server::HEADER_READ_TIMEOUT,
+            idle_timeout: server::IDLE_TIMEOUT,
             max_connections: server::MAX_CONNECTIONS,
         }
     }
@@ -185,11 +192,13 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
         max_header_bytes,
         outbound_policy,
         header_read_timeout,
+        idle_timeout,
         max_connections,
     } = options;
     let limits = server::Limits {
         max_header_bytes,
         header_read_timeout,
+        idle_timeout,
         max_connections,
     };
     let listeners = config.listeners.clone();
@@ -337,6 +346,7 @@ pub async fn run(options: RunOptions) -> Result<(), BoxError> {
             max_header_bytes: options.max_header_bytes,
             outbound_policy: options.outbound_policy,
             header_read_timeout: options.header_read_timeout,
+            idle_timeout: options.idle_timeout,
             max_connections: options.max_connections,
             ..StartOptions::new(options.admin)
         },

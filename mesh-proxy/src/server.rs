@@ -28,14 +28,19 @@ use crate::observe::LogBody;
 pub const MAX_HEADER_BYTES: usize = 60 * 1024;
 
 /// How long a client may take to send a whole request head, from the
-/// connection's start for the first request and from the previous response
-/// for the next ones (hyper's `header_read_timeout`); the connection is
-/// closed after that. 10 s, not Envoy's: Envoy's `request_headers_timeout` is
+/// connection's start for the first request and from the head's first byte
+/// for the next ones; the connection is closed after that. 10 s, not Envoy's: Envoy's `request_headers_timeout` is
 /// off by default and its edge guide bounds the whole request at 300 s
 /// instead, which leaves a slowloris client a connection for minutes; a
 /// sidecar's callers are programs that send a head in one write, so 10 s is
 /// generous for them and short for an attacker (hyper's own default is 30 s).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an HTTP/1 keep-alive connection may sit idle between requests
+/// before the proxy closes it: Envoy's `idle_timeout` default, 1 h. Closing
+/// sooner costs the caller a new connection (and between sidecars a TLS
+/// handshake) for its next request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Connections a listener serves at once (Envoy's edge example); one more
 /// is accepted and closed at once, so that a flood of idle connections costs
@@ -64,6 +69,8 @@ pub(crate) struct Limits {
     pub(crate) max_header_bytes: usize,
     /// See [`HEADER_READ_TIMEOUT`].
     pub(crate) header_read_timeout: Duration,
+    /// See [`IDLE_TIMEOUT`].
+    pub(crate) idle_timeout: Duration,
     /// See [`MAX_CONNECTIONS`].
     pub(crate) max_connections: usize,
 }
@@ -265,11 +272,12 @@ pub(crate) async fn serve_http<I, S>(
     S::Future: Send + 'static,
 {
     let builder = builder(limits);
-    // hyper's header timer only starts once its auto builder has seen enough
-    // bytes to tell HTTP/1 from HTTP/2, which the guard holds back until a
-    // whole head is in: the guard times the first head.
+    // The guard times heads (hyper's timer could not start for the first,
+    // which the guard holds back, and would run on idle keep-alive
+    // connections too) and idle keep-alive connections.
     let guard = FramingGuard::new(io, limits.max_header_bytes)
-        .with_first_head_timeout(limits.header_read_timeout);
+        .with_head_timeout(limits.header_read_timeout)
+        .with_idle_timeout(limits.idle_timeout);
     let conn = builder.serve_connection(TokioIo::new(guard), TowerToHyperService::new(svc));
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
@@ -286,7 +294,9 @@ fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // The framing guard times each head from its first byte; hyper's
+        // timer would also run while a keep-alive connection is idle.
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
     builder

@@ -271,6 +271,41 @@ async fn slowloris_heads_are_closed_by_the_header_read_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_is_kept_and_a_later_head_is_timed_from_its_first_byte() {
+    let (backend, proxy) = setup(&["--header-read-timeout", "1s"], "").await;
+    let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
+    let mut exchange = async |path: &str| {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: web\r\n\r\n");
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let (raw, closed) = read_until_closed(&mut tcp, Duration::from_millis(300)).await;
+        assert_eq!(statuses(&raw), [200], "{raw}");
+        assert!(!closed, "closed after answering {path}");
+    };
+    exchange("/one").await;
+    // Idle for longer than the head timeout: a keep-alive connection between
+    // requests is not a slow head (hyper's own timer closed it here).
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    exchange("/two").await;
+    // A third head trickles in: timed from its first byte.
+    let started = Instant::now();
+    let trickled = async {
+        for b in b"GET /slow HTTP/1.1\r\nHost: web\r\nX-Slow: aaaaaaa\r\n\r\n" {
+            if tcp.write_all(std::slice::from_ref(b)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("a slow head was allowed to finish");
+    };
+    tokio::time::timeout(Duration::from_secs(8), trickled)
+        .await
+        .expect("the slow head's connection still open");
+    let after = started.elapsed();
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
+    assert_eq!(backend.paths(), ["/one", "/two"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_body_is_cut_by_the_route_timeout_and_the_slot_released() {
     let (backend, proxy) = setup(&[], "    timeout: 1s\n    retries: {attempts: 0}\n").await;
     let started = Instant::now();
@@ -440,21 +475,22 @@ async fn a_request_after_a_body_is_its_own_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_keep_alive_connection_is_closed_after_the_head_timeout() {
-    // hyper's head timer starts when it waits for the next request, so it
-    // also bounds how long a kept-alive connection may idle.
-    let (backend, proxy) = setup(&["--header-read-timeout", "1s"], "").await;
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    // Not after the head timeout (1 s here): an idle connection between
+    // requests is not a slow head.
+    let (backend, proxy) =
+        setup(&["--header-read-timeout", "1s", "--idle-timeout", "3s"], "").await;
     let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
     tcp.write_all(b"GET /first HTTP/1.1\r\nHost: web\r\n\r\n")
         .await
         .unwrap();
     let started = Instant::now();
-    let (raw, closed) = read_until_closed(&mut tcp, Duration::from_secs(3)).await;
+    let (raw, closed) = read_until_closed(&mut tcp, Duration::from_secs(6)).await;
     assert_eq!(statuses(&raw), [200], "{raw}");
     assert!(closed, "an idle connection stays open");
     let idle = started.elapsed();
     assert!(
-        idle > Duration::from_millis(900) && idle < Duration::from_millis(2500),
+        idle > Duration::from_millis(2800) && idle < Duration::from_millis(5000),
         "closed after {idle:?}"
     );
     assert_eq!(backend.paths(), ["/first"]);

@@ -236,7 +236,7 @@ fn build_mesh_proxy(root: &Path) -> PathBuf {
 
 // ===== /proc =====
 
-/// Fields of /proc/<pid>/stat after the command name: (ppid, utime, stime,
+/// Fields of `/proc/<pid>/stat` after the command name: (ppid, utime, stime,
 /// cutime, cstime) in clock ticks.
 fn proc_stat(pid: u32) -> Option<(u32, u64, u64, u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -77,14 +77,14 @@ where
                         .unwrap_or_else(|| "polled after completion".into())));
                 }
                 KindProj::Waiting { state, req } => {
-                    let mut service = state.lock();
-                    if let Err(e) = ready!(state.poll_ready(&mut service, cx.waker())) {
+                    let mut locked = state.lock();
+                    if let Err(e) = ready!(state.poll_ready(&mut locked, cx.waker())) {
                         return Poll::Ready(Err(e));
                     }
                     let Some(req) = req.take() else {
                         return Poll::Ready(Err("polled after completion".into()));
                     };
-                    state.call(&mut service, req)
+                    State::call(&mut locked, req)
                 }
             };
             self.as_mut().project().kind.set(Kind::Called { future });

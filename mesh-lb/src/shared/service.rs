@@ -1,7 +1,6 @@
 //! [`Shared`], the handle, and [`SharedLayer`].
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -20,12 +19,17 @@ pub struct Shared<S> {
 }
 
 pub(super) struct State<S> {
-    service: Mutex<S>,
+    locked: Mutex<Locked<S>>,
     waiters: Arc<Waiters>,
     /// `waiters` as the waker the inner service is polled with.
     waker: Waker,
+}
+
+/// What the lock guards.
+pub(super) struct Locked<S> {
+    service: S,
     /// Calls made so far, through any handle.
-    calls: AtomicU64,
+    calls: u64,
 }
 
 impl<S> Shared<S> {
@@ -34,10 +38,9 @@ impl<S> Shared<S> {
         let waiters = Arc::new(Waiters::default());
         Shared {
             state: Arc::new(State {
-                service: Mutex::new(service),
+                locked: Mutex::new(Locked { service, calls: 0 }),
                 waker: Waker::from(waiters.clone()),
                 waiters,
-                calls: AtomicU64::new(0),
             }),
             ready_at: None,
         }
@@ -45,39 +48,43 @@ impl<S> Shared<S> {
 
     /// Runs `f` on the shared service (e.g. to read a balancer's state).
     pub fn with<T>(&self, f: impl FnOnce(&mut S) -> T) -> T {
-        f(&mut self.state.lock())
+        f(&mut self.state.lock().service)
     }
 }
 
 impl<S> State<S> {
-    pub(super) fn lock(&self) -> MutexGuard<'_, S> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Locked<S>> {
         // A panic inside the service leaves it as it was; keep serving.
-        self.service.lock().unwrap_or_else(PoisonError::into_inner)
+        self.locked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Polls the locked service for readiness; a `Pending` registers `waker`
     /// to be woken when it may be ready.
-    pub(super) fn poll_ready<R>(&self, service: &mut S, waker: &Waker) -> Poll<Result<(), BoxError>>
+    pub(super) fn poll_ready<R>(
+        &self,
+        locked: &mut Locked<S>,
+        waker: &Waker,
+    ) -> Poll<Result<(), BoxError>>
     where
         S: Service<R>,
         S::Error: Into<BoxError>,
     {
         let mut cx = Context::from_waker(&self.waker);
-        if let Poll::Ready(r) = service.poll_ready(&mut cx) {
+        if let Poll::Ready(r) = locked.service.poll_ready(&mut cx) {
             return Poll::Ready(r.map_err(Into::into));
         }
         self.waiters.register(waker);
         // Ready in between? Then no wake-up would come for this handle.
-        service.poll_ready(&mut cx).map_err(Into::into)
+        locked.service.poll_ready(&mut cx).map_err(Into::into)
     }
 
     /// Calls the locked service, which must be ready.
-    pub(super) fn call<R>(&self, service: &mut S, req: R) -> S::Future
+    pub(super) fn call<R>(locked: &mut Locked<S>, req: R) -> S::Future
     where
         S: Service<R>,
     {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        service.call(req)
+        locked.calls += 1;
+        locked.service.call(req)
     }
 }
 
@@ -93,8 +100,8 @@ impl<S> Clone for Shared<S> {
 impl<S: fmt::Debug> fmt::Debug for Shared<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Shared");
-        match self.state.service.try_lock() {
-            Ok(service) => d.field("service", &*service),
+        match self.state.locked.try_lock() {
+            Ok(locked) => d.field("service", &locked.service),
             Err(_) => d.field("service", &"<in use>"),
         };
         d.finish_non_exhaustive()
@@ -112,11 +119,10 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         let state = &*self.state;
-        let mut service = state.lock();
-        let calls = state.calls.load(Ordering::Relaxed);
-        let ready = state.poll_ready(&mut service, cx.waker());
+        let mut locked = state.lock();
+        let ready = state.poll_ready(&mut locked, cx.waker());
         if let Poll::Ready(Ok(())) = ready {
-            self.ready_at = Some(calls);
+            self.ready_at = Some(locked.calls);
         }
         ready
     }
@@ -124,21 +130,21 @@ where
     fn call(&mut self, req: R) -> Self::Future {
         let ready_at = self.ready_at.take();
         let state = &*self.state;
-        let mut service = state.lock();
+        let mut locked = state.lock();
         // Nobody called since this handle saw the service ready: it still is
         // (readiness is used up only by a call).
-        if ready_at == Some(state.calls.load(Ordering::Relaxed)) {
-            return ResponseFuture::called(state.call(&mut service, req));
+        if ready_at == Some(locked.calls) {
+            return ResponseFuture::called(State::call(&mut locked, req));
         }
         // Another handle called in between (several threads), or `call`
         // without `poll_ready`: call now only if the service says it is
         // ready, else wait for it in the response future.
         let mut cx = Context::from_waker(&state.waker);
-        match service.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => ResponseFuture::called(state.call(&mut service, req)),
+        match locked.service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => ResponseFuture::called(State::call(&mut locked, req)),
             Poll::Ready(Err(e)) => ResponseFuture::failed(e.into()),
             Poll::Pending => {
-                drop(service);
+                drop(locked);
                 ResponseFuture::waiting(self.state.clone(), req)
             }
         }

@@ -14,10 +14,15 @@
 //!   readiness: the inner service keeps only the last waker it was given, so
 //!   handing it each caller's own would lose the wake-ups of all but one.
 //! - **Between a handle's `poll_ready` and its `call`** another handle may
-//!   have called and used up the readiness (only with several threads). A
-//!   call counter tells: if anyone called since, `call` polls the inner
+//!   have used up the readiness with a call, or found the service no longer
+//!   ready with a poll (a balancer's discovery can remove its last ready
+//!   endpoint): only with several threads. An epoch that moves at every call
+//!   and every unready poll tells: if it moved, `call` polls the inner
 //!   service again, and if it is no longer ready, the response future waits
 //!   for readiness before calling, so an unready service is never called.
+//! - Every waiting handle is woken when the service may be ready, and all but
+//!   one may find it taken and wait again: cheap while the service is rarely
+//!   unready, as a balancer with healthy endpoints is.
 //! - The lock is held only for a `poll_ready` or a `call` (the balancer's
 //!   pick), never across an await; with one thread it is never contended.
 //!

@@ -28,8 +28,9 @@ pub(super) struct State<S> {
 /// What the lock guards.
 pub(super) struct Locked<S> {
     service: S,
-    /// Calls made so far, through any handle.
-    calls: u64,
+    /// Moves on at every call and every poll that did not find the service
+    /// ready: a handle that saw it ready at the same epoch may call it.
+    epoch: u64,
 }
 
 impl<S> Shared<S> {
@@ -38,7 +39,7 @@ impl<S> Shared<S> {
         let waiters = Arc::new(Waiters::default());
         Shared {
             state: Arc::new(State {
-                locked: Mutex::new(Locked { service, calls: 0 }),
+                locked: Mutex::new(Locked { service, epoch: 0 }),
                 waker: Waker::from(waiters.clone()),
                 waiters,
             }),
@@ -54,7 +55,8 @@ impl<S> Shared<S> {
 
 impl<S> State<S> {
     pub(super) fn lock(&self) -> MutexGuard<'_, Locked<S>> {
-        // A panic inside the service leaves it as it was; keep serving.
+        // A panic inside the service poisons the lock; keep serving (the
+        // service may be mid-update, as after any error it returns).
         self.locked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -70,12 +72,18 @@ impl<S> State<S> {
         S::Error: Into<BoxError>,
     {
         let mut cx = Context::from_waker(&self.waker);
-        if let Poll::Ready(r) = locked.service.poll_ready(&mut cx) {
-            return Poll::Ready(r.map_err(Into::into));
+        let mut ready = locked.service.poll_ready(&mut cx);
+        if ready.is_pending() {
+            self.waiters.register(waker);
+            // Ready in between? Then no wake-up would come for this handle.
+            ready = locked.service.poll_ready(&mut cx);
         }
-        self.waiters.register(waker);
-        // Ready in between? Then no wake-up would come for this handle.
-        locked.service.poll_ready(&mut cx).map_err(Into::into)
+        if !matches!(ready, Poll::Ready(Ok(()))) {
+            // Readiness another handle saw is gone without a call (a
+            // balancer's discovery can empty it): that handle must ask again.
+            locked.epoch += 1;
+        }
+        ready.map_err(Into::into)
     }
 
     /// Calls the locked service, which must be ready.
@@ -83,7 +91,7 @@ impl<S> State<S> {
     where
         S: Service<R>,
     {
-        locked.calls += 1;
+        locked.epoch += 1;
         locked.service.call(req)
     }
 }
@@ -121,9 +129,7 @@ where
         let state = &*self.state;
         let mut locked = state.lock();
         let ready = state.poll_ready(&mut locked, cx.waker());
-        if let Poll::Ready(Ok(())) = ready {
-            self.ready_at = Some(locked.calls);
-        }
+        self.ready_at = matches!(ready, Poll::Ready(Ok(()))).then_some(locked.epoch);
         ready
     }
 
@@ -131,19 +137,20 @@ where
         let ready_at = self.ready_at.take();
         let state = &*self.state;
         let mut locked = state.lock();
-        // Nobody called since this handle saw the service ready: it still is
-        // (readiness is used up only by a call).
-        if ready_at == Some(locked.calls) {
+        // Nobody called, and no poll found it unready, since this handle saw
+        // the service ready: it still is.
+        if ready_at == Some(locked.epoch) {
             return ResponseFuture::called(State::call(&mut locked, req));
         }
-        // Another handle called in between (several threads), or `call`
-        // without `poll_ready`: call now only if the service says it is
-        // ready, else wait for it in the response future.
+        // Another handle called or found it unready in between (several
+        // threads), or `call` without `poll_ready`: call now only if the
+        // service says it is ready, else wait for it in the response future.
         let mut cx = Context::from_waker(&state.waker);
         match locked.service.poll_ready(&mut cx) {
             Poll::Ready(Ok(())) => ResponseFuture::called(State::call(&mut locked, req)),
             Poll::Ready(Err(e)) => ResponseFuture::failed(e.into()),
             Poll::Pending => {
+                locked.epoch += 1;
                 drop(locked);
                 ResponseFuture::waiting(self.state.clone(), req)
             }

@@ -30,6 +30,12 @@ impl Gate {
         }
     }
 
+    /// Takes every permit away without a call (as a balancer's discovery
+    /// can remove its endpoints).
+    fn revoke(&self) {
+        self.0.lock().unwrap().permits = 0;
+    }
+
     fn calls(&self) -> (usize, usize) {
         let s = self.0.lock().unwrap();
         (s.calls, s.unready_calls)
@@ -124,6 +130,58 @@ fn readiness_used_up_by_another_handle_is_waited_for_not_assumed() {
 }
 
 #[test]
+fn readiness_lost_without_a_call_is_waited_for_not_assumed() {
+    let gate = Gate::default();
+    gate.release(1);
+    let shared = Shared::new(gate.clone());
+    let (mut a, mut b) = (shared.clone(), shared.clone());
+    let (_, w) = counting_waker();
+    let mut cx = Context::from_waker(&w);
+    assert!(a.poll_ready(&mut cx).is_ready());
+    // The service loses its readiness with no call; b's poll sees it.
+    gate.revoke();
+    assert!(b.poll_ready(&mut cx).is_pending());
+    let mut fut = Box::pin(a.call(1));
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(gate.calls(), (0, 0), "called while not ready");
+    gate.release(1);
+    assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(1))));
+    assert_eq!(gate.calls(), (1, 0));
+}
+
+/// Not ready when first asked, ready when asked again, with no wake-up in
+/// between: readiness that arrives while a handle registers its waker.
+struct ReadyOnSecondAsk(usize);
+
+impl Service<u32> for ReadyOnSecondAsk {
+    type Response = u32;
+    type Error = std::convert::Infallible;
+    type Future = Ready<Result<u32, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0 += 1;
+        if self.0 >= 2 {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn call(&mut self, req: u32) -> Self::Future {
+        ready(Ok(req))
+    }
+}
+
+#[test]
+fn readiness_arriving_while_registering_is_not_missed() {
+    let mut shared = Shared::new(ReadyOnSecondAsk(0));
+    let (woke, w) = counting_waker();
+    // No wake-up will ever come: the answer must be Ready now.
+    assert!(shared.poll_ready(&mut Context::from_waker(&w)).is_ready());
+    assert_eq!(woke.0.load(Ordering::SeqCst), 0);
+}
+
+#[test]
 fn a_handle_ready_and_calling_at_once_calls_directly() {
     let gate = Gate::default();
     gate.release(3);
@@ -153,7 +211,9 @@ async fn many_tasks_on_many_threads_all_get_through() {
     }
     let mut got: Vec<u32> = Vec::new();
     for t in tasks {
-        got.push(t.await.unwrap());
+        // A lost wake-up shows as a task that never ends.
+        let done = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
+        got.push(done.expect("a task was never woken").unwrap());
     }
     got.sort_unstable();
     assert_eq!(got, (0..64).collect::<Vec<_>>());

@@ -479,6 +479,10 @@ pub(crate) struct FramingGuard<T> {
     idle_timeout: Option<std::time::Duration>,
     /// Since when the connection has been idle between requests.
     idle_since: Option<tokio::time::Instant>,
+    /// Bytes of an answer were written since the last request bytes were
+    /// let through: only then can the connection be idle. (Before, hyper's
+    /// reads while a request waits for its upstream look like idleness.)
+    answered: bool,
 }
 
 impl<T> FramingGuard<T> {
@@ -498,6 +502,7 @@ impl<T> FramingGuard<T> {
             timing: false,
             idle_timeout: None,
             idle_since: None,
+            answered: false,
         }
     }
 
@@ -527,7 +532,7 @@ impl<T> FramingGuard<T> {
     /// Waits out an idle keep-alive connection, closing it (an error) once
     /// it has been idle for the idle timeout.
     fn wait_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let Some(timeout) = self.idle_timeout else {
+        let Some(timeout) = self.idle_timeout.filter(|_| self.answered) else {
             return Ok(());
         };
         let now = tokio::time::Instant::now();
@@ -546,6 +551,12 @@ impl<T> FramingGuard<T> {
             let _ = deadline.as_mut().poll(cx);
         }
         Ok(())
+    }
+
+    /// An answer is on its way: idleness counts from its last byte.
+    fn wrote(&mut self) {
+        self.answered = true;
+        self.idle_since = None;
     }
 
     /// Starts timing a head whose first bytes are in but not its end.
@@ -654,9 +665,11 @@ impl<T> FramingGuard<T> {
             Step::Release(len, then) => {
                 self.ready = len;
                 if len > 0 {
-                    // A head is through (or the body after it): stop timing.
+                    // A head is through (or the body after it): stop timing,
+                    // and the request is not answered yet.
                     self.first = false;
                     self.timing = false;
+                    self.answered = false;
                 }
                 let moved = then.is_some();
                 if let Some(phase) = then {
@@ -796,7 +809,10 @@ impl<T: AsyncWrite + AsyncRead + Unpin> AsyncWrite for FramingGuard<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = ready!(Pin::new(&mut this.io).poll_write(cx, buf));
+        this.wrote();
+        Poll::Ready(written)
     }
 
     fn poll_write_vectored(
@@ -804,7 +820,10 @@ impl<T: AsyncWrite + AsyncRead + Unpin> AsyncWrite for FramingGuard<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs));
+        this.wrote();
+        Poll::Ready(written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -886,6 +905,7 @@ mod tests {
 
     use std::collections::VecDeque;
     use std::task::Waker;
+    use std::time::Duration;
 
     use proptest::prelude::*;
 
@@ -900,6 +920,8 @@ mod tests {
         stalled: bool,
         written: Vec<u8>,
         shut: bool,
+        /// Out of chunks, wait (a keep-alive client) instead of closing.
+        quiet_at_end: bool,
     }
 
     impl Script {
@@ -924,6 +946,9 @@ mod tests {
                 return Poll::Pending;
             }
             self.stalled = false;
+            if self.chunks.is_empty() && self.quiet_at_end {
+                return Poll::Pending;
+            }
             if let Some(mut chunk) = self.chunks.pop_front() {
                 let n = chunk.len().min(buf.remaining());
                 buf.put_slice(&chunk[..n]);
@@ -978,6 +1003,43 @@ mod tests {
             }
         }
         unreachable!()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idleness_counts_from_the_answer_not_from_the_request() {
+        let mut io = Script::new([b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()], false);
+        io.quiet_at_end = true;
+        let mut guard = FramingGuard::new(io, 1024)
+            .with_head_timeout(Duration::from_secs(10))
+            .with_idle_timeout(Duration::from_secs(2));
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut space = [0u8; 256];
+        let mut read = |guard: &mut FramingGuard<Script>| {
+            let mut buf = ReadBuf::new(&mut space);
+            match Pin::new(guard).poll_read(&mut cx, &mut buf) {
+                Poll::Ready(Ok(())) => Some(Ok(buf.filled().len())),
+                Poll::Ready(Err(e)) => Some(Err(e.kind())),
+                Poll::Pending => None,
+            }
+        };
+        assert!(matches!(read(&mut guard), Some(Ok(n)) if n > 0));
+        // The request waits for its upstream far longer than the idle
+        // timeout, while hyper keeps reading: not idle.
+        assert_eq!(read(&mut guard), None);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(read(&mut guard), None, "closed while the request waited");
+        // The answer goes out; from then on, 2 s of quiet close it.
+        let mut wcx = Context::from_waker(Waker::noop());
+        assert!(
+            Pin::new(&mut guard)
+                .poll_write(&mut wcx, b"HTTP/1.1 200 OK\r\n\r\n")
+                .is_ready()
+        );
+        assert_eq!(read(&mut guard), None);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(read(&mut guard), None, "closed before its idle timeout");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(read(&mut guard), Some(Err(io::ErrorKind::TimedOut)));
     }
 
     /// What hyper gets from `input` arriving in one piece.

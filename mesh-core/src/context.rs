@@ -9,11 +9,11 @@
 //! | field of [`RequestContext`] | set by | read by |
 //! |---|---|---|
 //! | [`route`](RequestContext::route) ([`RouteName`]) | the router | metrics, access logs |
-//! | [`attempt`](RequestContext::attempt) ([`Attempt`]) | the retry layer, on retries (absent context: the first) | the balancer, `x-envoy-attempt-count` |
+//! | [`attempt`](RequestContext::attempt) ([`Attempt`]) | the retry layer, on retries (absent context: the first) | endpoint clients and access logs (mesh-proxy reports it per request) |
 //! | [`tried`](RequestContext::tried) ([`TriedEndpoints`]) | the retry layer | the balancer (prefer an untried endpoint) |
 //! | [`deadline`](RequestContext::deadline) ([`AttemptDeadline`]) | the retry layer (per-try or overall timeout) | outlier detection: an attempt dropped at its deadline timed out |
 //! | [`slot`](RequestContext::slot) ([`EndpointSlot`]) | the retry layer (empty, when a per-try timeout may drop an attempt it can retry), filled by the balancer | the retry layer, when an attempt timed out |
-//! | [`endpoint`](RequestContext::endpoint) ([`ChosenEndpoint`]) | the balancer | endpoint clients |
+//! | [`endpoint`](RequestContext::endpoint) ([`ChosenEndpoint`]) | the balancer, when the request has a context | endpoint clients that connect by it |
 //!
 //! What the connection knows is set once per request by the server, as
 //! extensions of their own:

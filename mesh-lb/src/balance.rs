@@ -39,8 +39,9 @@ use crate::stats::{EndpointStats, Epoch};
 /// [`mesh_core::discover`] guarantee it). For a subset, narrow the source with
 /// [`DiscoverExt::subset`](mesh_core::discover::DiscoverExt::subset).
 ///
-/// The chosen endpoint goes into the request's [`RequestContext`] and the
-/// response's extensions as [`ChosenEndpoint`] (an endpoint's error is wrapped
+/// The chosen endpoint goes into the response's extensions as
+/// [`ChosenEndpoint`], and into the request's [`RequestContext`] when the
+/// request carries one (an endpoint's error is wrapped
 /// in an [`EndpointError`] naming it); endpoints named in the request
 /// context's [`tried`](RequestContext::tried) (set by the retry layer) are
 /// avoided while another is ready,
@@ -210,11 +211,14 @@ where
         let rtt = self.picker.ewma().map(|c| (now_ns, self.epoch, c.decay));
         let slot = self.set.slot_mut(i);
         let addr = slot.endpoint.addr();
-        let ctx = RequestContext::get_mut(req.extensions_mut());
-        if let Some(slot) = &ctx.slot {
-            slot.set(addr);
+        // Only a context the request already has: making one here would cost
+        // every request http's extensions map for a field few read.
+        if let Some(ctx) = req.extensions_mut().get_mut::<RequestContext>() {
+            if let Some(slot) = &ctx.slot {
+                slot.set(addr);
+            }
+            ctx.endpoint = Some(ChosenEndpoint(addr));
         }
-        ctx.endpoint = Some(ChosenEndpoint(addr));
         slot.stats.start();
         let in_flight = InFlight {
             stats: slot.stats.clone(),

@@ -161,10 +161,14 @@ async fn chosen_endpoint_and_generated_cookie_reach_the_response() {
     let discover = set.discover().with_services(|ep: &Endpoint| {
         let port = ep.addr().port();
         tower::service_fn(move |req: Request<()>| async move {
-            // The endpoint's client sees the choice too.
-            let ctx = mesh_core::context::RequestContext::get(req.extensions()).unwrap();
-            let chosen = ctx.endpoint.unwrap().0;
-            assert_eq!(chosen.port(), port);
+            let ctx = mesh_core::context::RequestContext::get(req.extensions());
+            if req.headers().contains_key("x-with-context") {
+                // The endpoint's client sees the choice in the context too.
+                assert_eq!(ctx.unwrap().endpoint.unwrap().0.port(), port);
+            } else {
+                // The balancer makes no context for it.
+                assert!(ctx.is_none());
+            }
             Ok::<_, std::convert::Infallible>(Response::new(port))
         })
     });
@@ -174,7 +178,15 @@ async fn chosen_endpoint_and_generated_cookie_reach_the_response() {
         .ready()
         .await
         .unwrap()
-        .call(Request::new(()))
+        .call({
+            let mut req = Request::builder()
+                .header("x-with-context", "1")
+                .body(())
+                .unwrap();
+            req.extensions_mut()
+                .insert(mesh_core::context::RequestContext::default());
+            req
+        })
         .await
         .unwrap();
     let chosen = res

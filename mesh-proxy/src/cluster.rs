@@ -334,8 +334,8 @@ fn stack(
 
     let make_endpoint = move |ep: &Endpoint| {
         let addr = ep.addr();
-        // Behind an `Arc`: a request clones one pointer.
-        let client = Arc::new(client_for(addr));
+        // Its pools are behind `Arc`s: a request clones pointers.
+        let client = client_for(addr);
         let version: Arc<str> = ep
             .labels()
             .get("version")

@@ -26,7 +26,8 @@ enum Command {
         /// A directory with `ca.pem`, `cert.pem` and `key.pem`.
         #[arg(long)]
         identity: Option<PathBuf>,
-        /// Worker threads (default: the number of CPUs).
+        /// Worker threads (default: the number of CPUs); 1 runs a
+        /// current-thread runtime.
         #[arg(long)]
         threads: Option<usize>,
         /// The DNS server for `resolution: DNS` services (default: /etc/resolv.conf's).

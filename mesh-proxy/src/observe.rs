@@ -248,7 +248,6 @@ fn json_str_contents(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// Appends `value`'s `Display` text as a JSON string.
 /// Appends `time` as a JSON string in RFC 3339 with milliseconds, UTC
 /// (`"2026-11-29T02:30:04.123Z"`, what `humantime::format_rfc3339_millis`
 /// writes), without the formatting machinery: a line per request.
@@ -304,6 +303,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// Appends `value`'s `Display` text as a JSON string.
 fn json_display(out: &mut Vec<u8>, value: impl std::fmt::Display) {
     out.push(b'"');
     let start = out.len();

@@ -423,7 +423,10 @@ async fn ambiguous_hosts_lowercase_methods_and_unknown_expectations_are_refused(
     )
     .await;
     assert_eq!(statuses(&raw), [200], "{raw}");
-    let h = &backend.requests()[1].headers;
+    let requests = backend.requests();
+    let h2c = requests.last().unwrap();
+    assert_eq!(h2c.path, "/h2c");
+    let h = &h2c.headers;
     assert!(
         h.get("upgrade").is_none() && h.get("http2-settings").is_none(),
         "{h:?}"

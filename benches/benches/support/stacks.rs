@@ -28,21 +28,21 @@ pub(crate) type Body = Empty<Bytes>;
 /// A `Clone` handle on one service, for tower's balancer under tower's retry
 /// layer (uncontended, its lock is two atomic operations per `poll_ready` and
 /// per `call`; tower's own way, `Buffer`, costs a task hop).
-pub(crate) struct Shared<S>(Arc<Mutex<S>>);
+pub(crate) struct ArcMutex<S>(Arc<Mutex<S>>);
 
-impl<S> Shared<S> {
+impl<S> ArcMutex<S> {
     fn new(inner: S) -> Self {
-        Shared(Arc::new(Mutex::new(inner)))
+        ArcMutex(Arc::new(Mutex::new(inner)))
     }
 }
 
-impl<S> Clone for Shared<S> {
+impl<S> Clone for ArcMutex<S> {
     fn clone(&self) -> Self {
-        Shared(self.0.clone())
+        ArcMutex(self.0.clone())
     }
 }
 
-impl<S: Service<R>, R> Service<R> for Shared<S> {
+impl<S: Service<R>, R> Service<R> for ArcMutex<S> {
     type Response = S::Response;
     type Error = S::Error;
     type Future = S::Future;
@@ -225,7 +225,9 @@ where
 /// Our retry policy in the stack: Istio's `retries: {attempts: 2,
 /// perTryTimeout: 5s, retryOn: 5xx}` and `timeout: 15s`; `like_tower` drops
 /// what tower's layers do not do (`x-envoy-attempt-count`, reading
-/// `grpc-timeout`).
+/// `grpc-timeout`, passing the attempt deadline down: in the stack that
+/// row's outlier gates then do not count timed-out attempts, so it is a
+/// like-for-like figure, not a configuration to run).
 pub(crate) fn mesh_retry_policy(like_tower: bool) -> RetryLayer {
     let retries = IstioRetries {
         attempts: Some(2),
@@ -292,7 +294,7 @@ pub(crate) fn tower_stack()
     let p2c = tower::balance::p2c::Balance::new(tower::discover::ServiceList::new(endpoints));
     let cluster = ServiceBuilder::new()
         .concurrency_limit(1024)
-        .service(Shared::new(p2c));
+        .service(ArcMutex::new(p2c));
     let route = ServiceBuilder::new()
         .timeout(Duration::from_secs(15))
         .layer(tower::retry::RetryLayer::new(Attempts(2)))

@@ -26,13 +26,37 @@ type TestRouter = Router<RouteStack<Forward<Dest>, Dest>>;
 fn dest(d: &Destination) -> Dest {
     let id = format!("{}/{}", d.host, d.subset.as_deref().unwrap_or("-"));
     BoxCloneSyncService::new(tower::service_fn(move |req: Request<RouteBody<String>>| {
-        let route = RequestContext::get(req.extensions())
-            .and_then(|c| c.route.as_ref())
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        let route = route_of(&req);
         let body = format!("{id} {route} {}", req.uri());
         async move { Ok(Response::new(body)) }
     }))
+}
+
+/// The route name in a request's context ("" without one).
+fn route_of<B>(req: &Request<B>) -> String {
+    RequestContext::get(req.extensions())
+        .and_then(|c| c.route.as_ref())
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+/// Header operations setting `name: 1` on the request.
+fn setting(name: &'static str) -> Headers {
+    Headers {
+        request: HeaderOperations {
+            set: vec![(
+                HeaderName::from_static(name),
+                http::HeaderValue::from_static("1"),
+            )],
+            ..Default::default()
+        },
+        response: HeaderOperations::default(),
+    }
+}
+
+/// A match on a path prefix.
+fn uri(prefix: &str) -> HttpMatch {
+    HttpMatch::default().with_uri(StringMatch::prefix(prefix))
 }
 
 fn router(routes: Vec<RouteConfig>) -> TestRouter {
@@ -412,7 +436,6 @@ async fn route_and_destination_header_ops_both_apply() {
 
 #[tokio::test]
 async fn routes_configuring_no_layer_skip_them_and_the_others_keep_theirs() {
-    let uri = |p: &str| HttpMatch::default().with_uri(StringMatch::prefix(p));
     let abort = |percentage| FaultConfig {
         delay: None,
         abort: Some(AbortFault {
@@ -420,16 +443,7 @@ async fn routes_configuring_no_layer_skip_them_and_the_others_keep_theirs() {
             percentage,
         }),
     };
-    let set = Headers {
-        request: HeaderOperations {
-            set: vec![(
-                HeaderName::from_static("x-set"),
-                http::HeaderValue::from_static("1"),
-            )],
-            ..Default::default()
-        },
-        response: HeaderOperations::default(),
-    };
+    let set = setting("x-set");
     let shadowed = Arc::new(AtomicUsize::new(0));
     let routes = vec![
         RouteConfig::to("abort", sub("a", "v1"))
@@ -459,12 +473,7 @@ async fn routes_configuring_no_layer_skip_them_and_the_others_keep_theirs() {
             if t.role == Role::Primary {
                 return Ok(BoxCloneSyncService::new(tower::service_fn(
                     |req: Request<RouteBody<String>>| {
-                        let route = RequestContext::get(req.extensions())
-                            .unwrap()
-                            .route
-                            .as_ref()
-                            .unwrap()
-                            .to_string();
+                        let route = route_of(&req);
                         let set = req
                             .headers()
                             .get("x-set")
@@ -515,17 +524,7 @@ async fn routes_configuring_no_layer_skip_them_and_the_others_keep_theirs() {
 
 #[tokio::test]
 async fn a_lone_destination_without_header_operations_is_called_without_a_split() {
-    let h = Headers {
-        request: HeaderOperations {
-            set: vec![(
-                HeaderName::from_static("x-dest"),
-                http::HeaderValue::from_static("1"),
-            )],
-            ..Default::default()
-        },
-        response: HeaderOperations::default(),
-    };
-    let uri = |p: &str| HttpMatch::default().with_uri(StringMatch::prefix(p));
+    let h = setting("x-dest");
     let routes = vec![
         RouteConfig::forward(
             "headers",
@@ -709,12 +708,7 @@ impl Service<Request<String>> for Gate {
 
     fn call(&mut self, req: Request<String>) -> Self::Future {
         assert!(std::mem::take(&mut self.ready), "called unready");
-        let route = RequestContext::get(req.extensions())
-            .unwrap()
-            .route
-            .as_ref()
-            .unwrap()
-            .to_string();
+        let route = route_of(&req);
         std::future::ready(Ok(Response::new(route)))
     }
 }

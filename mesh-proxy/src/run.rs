@@ -232,6 +232,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
         policy: outbound_policy,
         limits,
         access_log: access_log.clone(),
+        refuse_opaque_inbound: !authz.is_empty(),
     });
     let mut serving = Vec::new();
     let mut bound = Vec::new();

@@ -189,6 +189,7 @@ fn pods_talk_through_captured_sidecars() {
         let v2_pod = mesh.add_pod("reviews-v2", 12, &hosts).unwrap();
         let stranger = mesh.add_pod("stranger", 13, &hosts).unwrap();
         let locked = mesh.add_pod("locked", 14, &hosts).unwrap();
+        let guarded = mesh.add_pod("guarded", 15, &hosts).unwrap();
 
         let (v1, v2) = (App::default(), App::default());
         let a = v1.clone();
@@ -450,6 +451,41 @@ fn pods_talk_through_captured_sidecars() {
             .map(|l| l["response_flags"].clone())
             .collect();
         assert_eq!(flags, vec![serde_json::json!("NR")]);
+
+        // 6b. Where an AuthorizationPolicy applies, HTTP disguised as opaque
+        //     bytes (a leading blank line, which servers skip) does not reach
+        //     the app around it: opaque inbound traffic is refused.
+        //     PERMISSIVE, so a pod without a sidecar can try.
+        mesh.serve_in(&guarded, || serve_echo(7002));
+        let guarded_config = format!(
+            "{}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: deny-admin}}\nspec:\n  action: DENY\n  rules:\n  - to: [{{operation: {{paths: [/admin]}}}}]\n",
+            config.replace("mode: STRICT", "mode: PERMISSIVE")
+        );
+        let _guarded_sidecar = start_sidecar(
+            &mesh,
+            &guarded,
+            proxy,
+            dir.path(),
+            &ca,
+            "guarded",
+            &guarded_config,
+            &[],
+        );
+        let guarded_echo = SocketAddr::from((guarded.ip, 7002));
+        let disguised = mesh.block_in(&stranger, async move {
+            let mut tcp = TcpStream::connect(guarded_echo).await.unwrap();
+            let _ = tcp
+                .write_all(b"\r\nGET /admin HTTP/1.1\r\nHost: guarded\r\n\r\n")
+                .await;
+            let mut buf = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+            buf
+        });
+        assert!(
+            disguised.is_empty(),
+            "opaque bytes reached the app past the policy: {:?}",
+            String::from_utf8_lossy(&disguised)
+        );
 
         // 7. A connection made to the capture port itself (not redirected:
         //    no original destination) is closed unanswered, not served in a

@@ -110,6 +110,12 @@ pub(crate) struct Capture {
     pub(crate) limits: Limits,
     /// Where TCP connections are logged (`None`: no access log).
     pub(crate) access_log: Option<Arc<AccessLog>>,
+    /// Inbound connections that do not sniff as HTTP are refused (any
+    /// AuthorizationPolicy applies): their rules are not evaluated for raw
+    /// TCP yet, and HTTP a client disguises as opaque (a pause before its
+    /// first byte, a leading blank line) would otherwise reach the app past
+    /// them, with any `x-forwarded-client-cert` it forged.
+    pub(crate) refuse_opaque_inbound: bool,
 }
 
 /// Serves the outbound capture listener until `shutdown`.
@@ -259,6 +265,9 @@ async fn inbound_connection<S: HttpService>(
                 peer,
             )
             .await;
+        }
+        Sniffed::Opaque if capture.refuse_opaque_inbound => {
+            tracing::debug!(%peer, %dst, "opaque inbound connection refused: authorization applies");
         }
         Sniffed::Opaque => {
             let app = app_address(dst);

@@ -20,6 +20,11 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 /// The longest HTTP method we wait for (`PROPPATCH`, `MKCALENDAR`, with room).
 const MAX_METHOD: usize = 16;
 
+/// The most bytes read to find an HTTP/1 request line's version: a longer
+/// target is taken for opaque bytes (Envoy's HTTP inspector also gives up
+/// after a bounded read).
+const MAX_SNIFF: usize = 8 * 1024;
+
 /// What a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Sniffed {
@@ -38,15 +43,43 @@ pub(crate) fn classify(prefix: &[u8]) -> Option<Sniffed> {
     if prefix[..n] == H2_PREFACE[..n] {
         return (n == H2_PREFACE.len()).then_some(Sniffed::Http);
     }
-    // An HTTP/1 request line opens with a method token and a space.
+    // An HTTP/1 request line: a method token, a space, a target without
+    // spaces, a space and `HTTP/1.0` or `HTTP/1.1`. The version is checked
+    // too, so that a text protocol's command (Redis's `SET k v`) is not
+    // taken for HTTP.
+    let mut method_end = None;
     for (i, &b) in prefix.iter().enumerate().take(MAX_METHOD + 1) {
         match b {
-            b' ' if i > 0 => return Some(Sniffed::Http),
+            b' ' if i > 0 => {
+                method_end = Some(i);
+                break;
+            }
             b'A'..=b'Z' | b'-' | b'_' if i < MAX_METHOD => {}
             _ => return Some(Sniffed::Opaque),
         }
     }
-    None
+    let after_method = &prefix[method_end? + 1..];
+    // The target ends at a space; a line end before it is not HTTP.
+    let Some(target_len) = after_method
+        .iter()
+        .position(|&b| matches!(b, b' ' | b'\r' | b'\n'))
+    else {
+        return (prefix.len() >= MAX_SNIFF).then_some(Sniffed::Opaque);
+    };
+    if after_method[target_len] != b' ' {
+        return Some(Sniffed::Opaque);
+    }
+    const VERSION: &[u8] = b"HTTP/1.";
+    let version = &after_method[target_len + 1..];
+    let seen = version.len().min(VERSION.len());
+    if target_len == 0 || version[..seen] != VERSION[..seen] {
+        return Some(Sniffed::Opaque);
+    }
+    match version.get(VERSION.len()) {
+        None => None,
+        Some(b'0' | b'1') => Some(Sniffed::Http),
+        Some(_) => Some(Sniffed::Opaque),
+    }
 }
 
 /// Reads from `io` until its first bytes say what it speaks, or until it has
@@ -61,11 +94,11 @@ where
         if let Some(v) = classify(&buf) {
             break v;
         }
-        if buf.len() >= 64 {
+        if buf.len() >= MAX_SNIFF {
             break Sniffed::Opaque;
         }
-        let mut chunk = [0u8; 64];
-        let want = 64 - buf.len();
+        let mut chunk = [0u8; 1024];
+        let want = (MAX_SNIFF - buf.len()).min(chunk.len());
         match tokio::time::timeout(timeout, io.read(&mut chunk[..want])).await {
             Err(_) | Ok(Ok(0)) => break Sniffed::Opaque,
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
@@ -168,6 +201,44 @@ mod tests {
         assert_eq!(classify(&[0x16, 0x03, 0x01]), Some(Sniffed::Opaque));
         assert_eq!(classify(b" GET"), Some(Sniffed::Opaque));
         assert_eq!(classify(&[b'A'; 17]), Some(Sniffed::Opaque));
+        // The version decides: a text protocol's command is not HTTP.
+        assert_eq!(classify(b"SET k v\r\n"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b"AUTH x\r\n"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b"GET /a HTTP/2.0\r\n"), Some(Sniffed::Opaque));
+        assert_eq!(classify(b"GET /a HTTP/1"), None);
+        assert_eq!(classify(b"GET /a HTTP/1.0"), Some(Sniffed::Http));
+        assert_eq!(classify(b"GET /a"), None);
+        assert_eq!(classify(b"GET  /a HTTP/1.1"), Some(Sniffed::Opaque));
+        let mut long = b"GET /".to_vec();
+        long.resize(MAX_SNIFF, b'a');
+        assert_eq!(classify(&long), Some(Sniffed::Opaque));
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes, no panic, and a verdict once given stands
+        /// however many more bytes arrive.
+        #[test]
+        fn a_verdict_does_not_change_with_more_bytes(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::Just(b'G'), proptest::prelude::Just(b' '),
+                    proptest::prelude::Just(b'/'), proptest::prelude::Just(b'H'),
+                    proptest::prelude::Just(b'T'), proptest::prelude::Just(b'P'),
+                    proptest::prelude::Just(b'1'), proptest::prelude::Just(b'.'),
+                    proptest::prelude::Just(b'\r'), proptest::prelude::Just(b'\n'),
+                    proptest::prelude::any::<u8>(),
+                ],
+                0..40,
+            ),
+        ) {
+            let mut first = None;
+            for end in 0..=bytes.len() {
+                match (first, classify(&bytes[..end])) {
+                    (None, v) => first = v,
+                    (Some(a), b) => proptest::prop_assert_eq!(Some(a), b),
+                }
+            }
+        }
     }
 
     #[tokio::test]

@@ -317,6 +317,30 @@ async fn per_try_timeout_is_retried_under_5xx_and_not_under_connect_failure() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_retry_is_timed_from_its_own_start() {
+    // The request's one timer moves to each new attempt's per-try deadline.
+    let per_try = Duration::from_millis(100);
+    let jitter = Duration::from_millis(1);
+    let layer = RetryLayer::new(RetryPolicy {
+        per_try_timeout: Some(per_try),
+        timeout: Some(Duration::from_secs(1)),
+        backoff: Backoff::with_max(jitter, jitter).unwrap(),
+        ..policy(3, "5xx")
+    });
+    let up = Upstream::new(|n| if n < 3 { Act::Hang } else { Act::Status(200) });
+    let res = send(&layer, &up, get()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(up.calls(), 4);
+    assert_eq!(layer.stats().per_try_timeouts(), 3);
+    assert_eq!(layer.stats().request_timeouts(), 0);
+    let seen = up.seen();
+    for pair in seen.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= per_try && gap <= per_try + jitter, "{gap:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_overall_timeout_fires_at_its_deadline_whatever_the_attempts_do() {
     let timeout = Duration::from_secs(1);
     type Case = (&'static str, RetryPolicy, fn(usize) -> Act);
@@ -709,4 +733,49 @@ async fn without_retries_the_body_passes_through_and_timeouts_still_apply() {
         1,
         "counted without retries too"
     );
+}
+
+/// Calls a 299 a server error: a classifier that does not judge by status.
+#[derive(Clone, Copy)]
+struct TwoNinetyNineFails;
+
+impl mesh_core::classify::Classify for TwoNinetyNineFails {
+    type Eos = mesh_core::classify::NeverEos;
+
+    fn classify_response<B>(
+        &self,
+        res: &Response<B>,
+    ) -> mesh_core::classify::Classified<Self::Eos> {
+        use mesh_core::classify::{Classified, Failure, Outcome};
+        match res.status().as_u16() {
+            299 => Classified::Ready(Outcome::Failure(Failure::ServerError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ))),
+            _ => Classified::Ready(Outcome::from_status(res.status())),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_classifier_that_does_not_judge_by_status_is_asked_below_500() {
+    let script = |n| {
+        if n == 0 {
+            Act::Status(299)
+        } else {
+            Act::Status(200)
+        }
+    };
+    let up = Upstream::new(script);
+    let layer = RetryLayer::new(policy(2, "5xx")).classifier(TwoNinetyNineFails);
+    let res = layer.layer(up.clone()).oneshot(get()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(up.calls(), 2, "the 299 was judged a 5xx and retried");
+
+    // The default classifier judges by status: a 299 is a success.
+    let up = Upstream::new(script);
+    let res = send(&RetryLayer::new(policy(2, "5xx")), &up, get())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 299);
+    assert_eq!(up.calls(), 1);
 }

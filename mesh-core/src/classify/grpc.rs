@@ -82,6 +82,11 @@ impl Classify for GrpcClassifier {
             None => Classified::RequiresEos(GrpcEos { classifier: *self }),
         }
     }
+
+    /// A gRPC status is a [`Failure::Grpc`], never a 5xx.
+    fn server_errors_by_status(&self) -> bool {
+        true
+    }
 }
 
 /// Reads `grpc-status` from the trailers when a gRPC body ends.
@@ -118,6 +123,41 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("grpc-status", HeaderValue::from_static(code));
         h
+    }
+
+    #[test]
+    fn below_500_nothing_is_a_server_error_as_promised() {
+        let classifiers = [
+            GrpcClassifier::new(),
+            GrpcClassifier::new().success_on(GrpcCode::Unavailable),
+        ];
+        let grpc_statuses = [
+            None,
+            Some("0"),
+            Some("2"),
+            Some("13"),
+            Some("14"),
+            Some("x"),
+        ];
+        for c in classifiers {
+            assert!(c.server_errors_by_status());
+            for status in 100..500 {
+                for g in grpc_statuses {
+                    let mut plain = Response::new(());
+                    *plain.status_mut() = StatusCode::from_u16(status).unwrap();
+                    for res in [grpc(status, g), plain] {
+                        let failure = match c.classify_response(&res) {
+                            Classified::Ready(Outcome::Failure(f)) => Some(f),
+                            _ => None,
+                        };
+                        assert!(
+                            !failure.is_some_and(|f| f.is_5xx() || f.is_gateway_error()),
+                            "{status} {g:?}: {failure:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -77,6 +77,15 @@ pub trait Classify: Clone + Send + Sync + 'static {
         Outcome::from_error(err)
     }
 
+    /// Whether this classifier names a response a 5xx failure
+    /// ([`Failure::ServerError`] or [`Failure::GatewayError`]) only when its
+    /// status is 5xx. A caller asking only about 5xx failures (a retry under
+    /// `5xx` or `gateway-error`) may then skip classifying a response below
+    /// 500. `false` unless the classifier says so.
+    fn server_errors_by_status(&self) -> bool {
+        false
+    }
+
     /// Classifies a service's whole result.
     fn classify_result<B, E: AsErrorRef>(
         &self,
@@ -155,12 +164,30 @@ impl Classify for HttpClassifier {
     fn classify_response<B>(&self, res: &Response<B>) -> Classified<NeverEos> {
         Classified::Ready(Outcome::from_status(res.status()))
     }
+
+    fn server_errors_by_status(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io;
+
+    #[test]
+    fn http_classifier_names_5xx_failures_by_status_only() {
+        assert!(HttpClassifier.server_errors_by_status());
+        for status in 100..600 {
+            let mut res = Response::new(());
+            *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            let failed = matches!(
+                HttpClassifier.classify_response(&res),
+                Classified::Ready(Outcome::Failure(f)) if f.is_5xx()
+            );
+            assert_eq!(failed, status >= 500, "{status}");
+        }
+    }
 
     #[test]
     fn http_classifier_reads_the_status_and_errors() {

@@ -1,4 +1,9 @@
-//! One attempt: the inner service's future raced with the per-try timeout.
+//! One attempt: the inner service's future, when it times out, and the slots
+//! it holds.
+//!
+//! The primary attempt is timed by the request's one timer (see
+//! [`ResponseFuture`](super::ResponseFuture)); a hedged attempt running
+//! beside it has its own, in a [`TryFuture`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,9 +17,29 @@ use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::shared::RetryPermit;
 
+/// An attempt just started: the inner future and what goes with it.
+pub(crate) struct Started<F> {
+    pub(crate) fut: F,
+    /// When its per-try timeout expires.
+    pub(crate) per_try_at: Option<Instant>,
+    /// The retry slot it holds (given back when the attempt ends).
+    pub(crate) permit: Option<RetryPermit>,
+    /// Where the balancer writes its endpoint.
+    pub(crate) slot: Option<EndpointSlot>,
+}
+
+/// The error of an attempt whose per-try timeout expired, naming the
+/// endpoint that did not answer (when known), so a retry avoids it.
+pub(crate) fn per_try_error(per_try: Duration, slot: Option<&EndpointSlot>) -> BoxError {
+    let timeout = MeshError::PerTryTimeout(per_try);
+    match slot.and_then(EndpointSlot::get) {
+        Some(addr) => EndpointError::new(addr, timeout).into(),
+        None => timeout.into(),
+    }
+}
+
 pin_project! {
-    /// The inner future of one attempt, its per-try timer and the retry slot
-    /// it holds (given back when the attempt is dropped).
+    /// A hedged attempt: the inner future raced with its own per-try timer.
     pub(crate) struct TryFuture<F> {
         #[pin]
         fut: F,
@@ -27,27 +52,13 @@ pin_project! {
 }
 
 impl<F> TryFuture<F> {
-    /// `now` must be `Some` when `per_try` is; `slot` is where the balancer
-    /// writes the endpoint of this attempt (when retries are on).
-    #[inline]
-    pub(crate) fn new(
-        fut: F,
-        per_try: Option<Duration>,
-        now: Option<Instant>,
-        permit: Option<RetryPermit>,
-        slot: Option<EndpointSlot>,
-    ) -> Self {
-        let timer = match (per_try, now) {
-            (Some(d), Some(now)) => Some(sleep_until(now + d)),
-            (Some(d), None) => Some(sleep_until(Instant::now() + d)),
-            _ => None,
-        };
+    pub(crate) fn new(started: Started<F>, per_try: Duration) -> Self {
         TryFuture {
-            fut,
-            timer,
-            per_try: per_try.unwrap_or_default(),
-            permit,
-            slot,
+            fut: started.fut,
+            timer: started.per_try_at.map(sleep_until),
+            per_try,
+            permit: started.permit,
+            slot: started.slot,
         }
     }
 }
@@ -67,12 +78,7 @@ where
         if let Some(timer) = this.timer.as_pin_mut()
             && timer.poll(cx).is_ready()
         {
-            let timeout = MeshError::PerTryTimeout(*this.per_try);
-            // Name the endpoint that did not answer, so a retry avoids it.
-            return Poll::Ready(Err(match this.slot.as_ref().and_then(EndpointSlot::get) {
-                Some(addr) => EndpointError::new(addr, timeout).into(),
-                None => timeout.into(),
-            }));
+            return Poll::Ready(Err(per_try_error(*this.per_try, this.slot.as_ref())));
         }
         Poll::Pending
     }

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
 use mesh_core::classify::{Classified, Classify, Outcome};
 use mesh_core::context::{
@@ -20,7 +20,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tower::Service;
 
-use super::attempt::TryFuture;
+use super::attempt::{Started, TryFuture, per_try_error};
 use super::shared::{Handle, RetryPermit};
 use crate::body::{BodySource, RetryBody};
 
@@ -30,22 +30,26 @@ pub const ATTEMPT_COUNT_HEADER: HeaderName = HeaderName::from_static("x-envoy-at
 pin_project! {
     /// The response future of [`Retry`](super::Retry).
     ///
-    /// The first attempt and the overall deadline are pinned in place. What a
-    /// retry needs (the inner service, the request head, the body source) is
-    /// one box, made only when the policy can retry: it keeps the future
-    /// small (every layer above moves it) for one allocation beside the head
-    /// copy a retry needs anyway. What only retries and hedges use (the
-    /// phase, the hedged attempt, the backoff or hedge timer, the result held
-    /// during a backoff, the granted slot) is another box, made when a retry
-    /// or hedge is first needed.
+    /// The primary attempt and the request's one timer are pinned in place.
+    /// The timer fires at the earlier of the overall deadline and the primary
+    /// attempt's per-try timeout, and is moved (not remade) for each new
+    /// attempt: a request with both timeouts registers one timer, not two.
+    ///
+    /// What a retry needs (the inner service, the request head, the body
+    /// source) is one box, made only when the policy can retry: it keeps the
+    /// future small (every layer above moves it) for one allocation beside
+    /// the head copy a retry needs anyway. What only retries and hedges use
+    /// (the phase, the hedged attempt, the backoff or hedge timer, the result
+    /// held during a backoff, the granted slots) is another box, made when a
+    /// retry or hedge is first needed.
     pub struct ResponseFuture<S, B, RB, C>
     where
         S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
     {
         #[pin]
-        primary: Option<TryFuture<S::Future>>,
+        primary: Option<S::Future>,
         #[pin]
-        deadline: Option<Sleep>,
+        timer: Option<Sleep>,
         ctl: Control<S, B, RB, C>,
     }
 }
@@ -59,6 +63,12 @@ where
     retry: Option<Box<RetryState<S, B>>>,
     /// Retries and hedges under way; `None` until the first is needed.
     cold: Option<Box<Cold<S::Future, RB>>>,
+    /// When the primary attempt's per-try timeout expires.
+    per_try_at: Option<Instant>,
+    /// Where the balancer writes the primary attempt's endpoint.
+    slot: Option<EndpointSlot>,
+    /// The request's overall deadline.
+    overall: Option<Instant>,
     /// The effective overall timeout, for its error.
     timeout: Duration,
 }
@@ -66,6 +76,7 @@ where
 /// What a request needs to make another attempt.
 pub(super) struct RetryState<S, B> {
     pub(super) svc: S,
+    /// The request's head as it came.
     pub(super) head: Parts,
     pub(super) body: BodySource<B>,
     pub(super) attempt: Attempt,
@@ -85,6 +96,8 @@ struct Cold<F, RB> {
     last: Option<Result<Response<RB>, BoxError>>,
     /// A retry granted (backoff or hedge) whose attempt has not started.
     permit: Option<RetryPermit>,
+    /// The retry slot the primary attempt holds.
+    primary_permit: Option<RetryPermit>,
     /// A hedge is granted and waits for the inner service to be ready.
     hedge_wanted: bool,
     /// `timer` is the hedge delay (in [`Phase::Running`]).
@@ -99,6 +112,7 @@ impl<F, RB> Default for Cold<F, RB> {
             timer: None,
             last: None,
             permit: None,
+            primary_permit: None,
             hedge_wanted: false,
             hedge_armed: false,
         }
@@ -130,19 +144,18 @@ where
     B: Body,
     C: Classify,
 {
-    /// `now` is when the request arrived, read once by the caller when a
-    /// timeout is configured (`Some` whenever `timeout` or the per-try
-    /// timeout is).
+    /// `first` is the first attempt, `per_try_at` when its per-try timeout
+    /// expires, `overall` the request's deadline (for `timeout`).
     #[inline]
     pub(super) fn new(
         handle: Handle<C>,
         first: S::Future,
-        now: Option<Instant>,
+        per_try_at: Option<Instant>,
+        overall: Option<Instant>,
         timeout: Option<Duration>,
         slot: Option<EndpointSlot>,
         retry: Option<Box<RetryState<S, B>>>,
     ) -> Self {
-        let per_try = handle.shared.policy.per_try_timeout;
         let cold = hedge_delay(&handle, retry.as_deref()).map(|d| {
             Box::new(Cold {
                 timer: Some(Box::pin(sleep(d))),
@@ -151,15 +164,15 @@ where
             })
         });
         ResponseFuture {
-            primary: Some(TryFuture::new(first, per_try, now, None, slot)),
-            deadline: match (timeout, now) {
-                (Some(t), Some(now)) => Some(sleep_until(now + t)),
-                _ => None,
-            },
+            primary: Some(first),
+            timer: earliest(per_try_at, overall).map(sleep_until),
             ctl: Control {
                 handle,
                 retry,
                 cold,
+                per_try_at,
+                slot,
+                overall,
                 timeout: timeout.unwrap_or_default(),
             },
         }
@@ -185,52 +198,116 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        // The success path: one attempt, no retry or hedge under way.
-        if this.ctl.cold.is_none()
-            && let Some(fut) = this.primary.as_mut().as_pin_mut()
-            && let Poll::Ready(result) = fut.poll(cx)
-        {
-            this.primary.set(None);
-            match this.ctl.on_result(result, false) {
-                Step::Return(result) => return Poll::Ready(result),
-                Step::Wait | Step::Backoff => {}
+        loop {
+            // The success path: one attempt, no retry or hedge under way.
+            if this.ctl.cold.is_none()
+                && let Some(fut) = this.primary.as_mut().as_pin_mut()
+                && let Poll::Ready(result) = fut.poll(cx)
+            {
+                this.primary.set(None);
+                if let Step::Return(result) = this.ctl.on_result(result.map_err(Into::into), false)
+                {
+                    return Poll::Ready(result);
+                }
             }
-        }
-        let overall = this
-            .deadline
-            .as_ref()
-            .get_ref()
-            .as_ref()
-            .map(Sleep::deadline);
-        if this.ctl.cold.is_some()
-            && let Poll::Ready(result) = poll_attempts(cx, this.primary.as_mut(), this.ctl, overall)
-        {
-            return Poll::Ready(result);
-        }
-        // The overall timeout bounds everything: attempts, backoffs, readiness.
-        // Checked only when the request would wait, as tower's `Timeout` does,
-        // so an answer at hand never touches the timer.
-        if let Some(deadline) = this.deadline.as_pin_mut()
-            && deadline.poll(cx).is_ready()
-        {
-            this.primary.set(None);
-            if let Some(cold) = this.ctl.cold.as_mut() {
-                cold.secondary = None;
+            if this.ctl.cold.is_some()
+                && let Poll::Ready(result) =
+                    poll_attempts(cx, this.primary.as_mut(), this.timer.as_mut(), this.ctl)
+            {
+                return Poll::Ready(result);
             }
-            this.ctl.handle.shared.stats.inc_request_timeouts();
-            return Poll::Ready(Err(MeshError::RequestTimeout(this.ctl.timeout).into()));
+            // The one timer, checked only when the request would wait, as
+            // tower's `Timeout` does, so an answer at hand never touches it.
+            let Some(timer) = this.timer.as_mut().as_pin_mut() else {
+                return Poll::Pending;
+            };
+            if timer.poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let at = this.timer.as_ref().get_ref().as_ref().map(Sleep::deadline);
+            // The overall timeout bounds everything: attempts, backoffs,
+            // readiness.
+            if let (Some(at), Some(overall)) = (at, this.ctl.overall)
+                && at >= overall
+            {
+                this.primary.set(None);
+                if let Some(cold) = this.ctl.cold.as_mut() {
+                    cold.secondary = None;
+                }
+                this.ctl.handle.shared.stats.inc_request_timeouts();
+                return Poll::Ready(Err(MeshError::RequestTimeout(this.ctl.timeout).into()));
+            }
+            // Else the primary attempt's per-try timeout.
+            if this.primary.is_some() && this.ctl.per_try_at.is_some_and(|p| at >= Some(p)) {
+                this.primary.set(None);
+                let per_try = this.ctl.handle.shared.policy.per_try_timeout;
+                let err = per_try_error(per_try.unwrap_or_default(), this.ctl.slot.as_ref());
+                let other = this.ctl.end_primary();
+                if let Step::Return(result) = this.ctl.on_result(Err(err), other) {
+                    if let Some(cold) = this.ctl.cold.as_mut() {
+                        cold.secondary = None;
+                    }
+                    return Poll::Ready(result);
+                }
+            }
+            // What is left to time: the overall deadline (a retry moves the
+            // timer to its own per-try timeout when it starts).
+            let next = match this.primary.is_some() {
+                true => earliest(this.ctl.per_try_at, this.ctl.overall),
+                false => this.ctl.overall,
+            };
+            arm(this.timer.as_mut(), next);
         }
-        Poll::Pending
     }
+}
+
+/// The earlier of two optional instants.
+pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Sets the request's timer to fire at `at` (moving it, not remaking it), or
+/// drops it when there is nothing left to time.
+fn arm(mut timer: Pin<&mut Option<Sleep>>, at: Option<Instant>) {
+    match (timer.as_mut().as_pin_mut(), at) {
+        (Some(sleep), Some(at)) => {
+            if sleep.deadline() != at {
+                sleep.reset(at);
+            }
+        }
+        (None, Some(at)) => timer.set(Some(sleep_until(at))),
+        (_, None) => timer.set(None),
+    }
+}
+
+/// Makes `started` the primary attempt, timed by the request's timer.
+fn run_primary<S, B, RB, C>(
+    mut primary: Pin<&mut Option<S::Future>>,
+    timer: Pin<&mut Option<Sleep>>,
+    ctl: &mut Control<S, B, RB, C>,
+    started: Started<S::Future>,
+) where
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+{
+    primary.set(Some(started.fut));
+    ctl.per_try_at = started.per_try_at;
+    ctl.slot = started.slot;
+    if let Some(cold) = ctl.cold.as_mut() {
+        cold.primary_permit = started.permit;
+    }
+    arm(timer, earliest(ctl.per_try_at, ctl.overall));
 }
 
 /// Drives the attempts, backoffs and hedges of one request once a retry or
 /// hedge is under way (`ctl.cold` is set).
 fn poll_attempts<S, B, RB, C>(
     cx: &mut Context<'_>,
-    mut primary: Pin<&mut Option<TryFuture<S::Future>>>,
+    mut primary: Pin<&mut Option<S::Future>>,
+    mut timer: Pin<&mut Option<Sleep>>,
     ctl: &mut Control<S, B, RB, C>,
-    overall: Option<Instant>,
 ) -> Poll<Result<Response<RB>, BoxError>>
 where
     S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
@@ -261,11 +338,11 @@ where
                     return Poll::Ready(ctl.give_up());
                 }
                 let permit = cold.permit.take();
-                let Some(attempt) = ctl.start(permit, overall) else {
+                let Some(attempt) = ctl.start(permit) else {
                     ctl.handle.shared.stats.inc_abandoned();
                     return Poll::Ready(ctl.give_up());
                 };
-                primary.set(Some(attempt));
+                run_primary(primary.as_mut(), timer.as_mut(), ctl, attempt);
                 ctl.cold_mut().phase = Phase::Running;
                 ctl.arm_hedge();
             }
@@ -280,12 +357,14 @@ where
                     ctl.cold_mut().hedge_wanted = granted;
                 }
                 if ctl.cold_mut().hedge_wanted
-                    && let Some(attempt) = ctl.poll_hedge(cx, overall)
+                    && let Some(attempt) = ctl.poll_hedge(cx)
                 {
                     if primary.is_none() {
-                        primary.set(Some(attempt));
+                        run_primary(primary.as_mut(), timer.as_mut(), ctl, attempt);
                     } else {
-                        ctl.cold_mut().secondary = Some(Box::pin(attempt));
+                        let per_try = ctl.handle.shared.policy.per_try_timeout;
+                        let hedge = TryFuture::new(attempt, per_try.unwrap_or_default());
+                        ctl.cold_mut().secondary = Some(Box::pin(hedge));
                     }
                 }
 
@@ -293,8 +372,8 @@ where
                     && let Poll::Ready(result) = fut.poll(cx)
                 {
                     primary.set(None);
-                    let other = ctl.cold_mut().secondary.is_some();
-                    match ctl.on_result(result, other) {
+                    let other = ctl.end_primary();
+                    match ctl.on_result(result.map_err(Into::into), other) {
                         Step::Return(result) => {
                             ctl.cold_mut().secondary = None;
                             return Poll::Ready(result);
@@ -330,6 +409,18 @@ where
     B: Body,
     C: Classify,
 {
+    /// The primary attempt has ended: gives back its retry slot. Returns
+    /// whether a hedged attempt is still running.
+    fn end_primary(&mut self) -> bool {
+        match self.cold.as_mut() {
+            Some(cold) => {
+                cold.primary_permit = None;
+                cold.secondary.is_some()
+            }
+            None => false,
+        }
+    }
+
     /// The retry state, made on first use.
     fn cold_mut(&mut self) -> &mut Cold<S::Future, RB> {
         self.cold.get_or_insert_with(Box::default)
@@ -356,8 +447,11 @@ where
         let retryable = match &result {
             Ok(res) => {
                 // Only `5xx` and `gateway-error` read the classification; the
-                // other conditions read the status and headers themselves.
-                let classified = if shared.classify {
+                // other conditions read the status and headers themselves. A
+                // success below 500 skips it when the classifier allows.
+                let classified = if shared.classify
+                    && (shared.classify_below_500 || res.status().is_server_error())
+                {
                     shared.classifier.classify_response(res)
                 } else {
                     Classified::Ready(Outcome::Success)
@@ -465,11 +559,7 @@ where
     }
 
     /// Starts the granted hedge once the inner service is ready.
-    fn poll_hedge(
-        &mut self,
-        cx: &mut Context<'_>,
-        overall: Option<Instant>,
-    ) -> Option<TryFuture<S::Future>> {
+    fn poll_hedge(&mut self, cx: &mut Context<'_>) -> Option<Started<S::Future>> {
         let state = self.retry.as_mut()?;
         match state.svc.poll_ready(cx) {
             Poll::Pending => None,
@@ -484,7 +574,7 @@ where
                 let cold = self.cold_mut();
                 cold.hedge_wanted = false;
                 let permit = cold.permit.take();
-                let attempt = self.start(permit, overall);
+                let attempt = self.start(permit);
                 if attempt.is_some() {
                     self.handle.shared.stats.inc_hedges();
                 }
@@ -494,41 +584,40 @@ where
     }
 
     /// Calls the (ready) inner service with the next attempt, or `None` if
-    /// the body can no longer be replayed. `overall` is the request's
-    /// deadline.
-    fn start(
-        &mut self,
-        permit: Option<RetryPermit>,
-        overall: Option<Instant>,
-    ) -> Option<TryFuture<S::Future>> {
+    /// the body can no longer be replayed.
+    fn start(&mut self, permit: Option<RetryPermit>) -> Option<Started<S::Future>> {
         let shared = &*self.handle.shared;
+        let policy = &shared.policy;
         let state = self.retry.as_mut()?;
         let body = state.body.next()?;
         state.attempt = state.attempt.next();
-        let mut head = state.head.clone();
-        mark_attempt_header(&mut head, state.attempt, shared.policy.attempt_count_header);
+        let mut req = Request::from_parts(state.head.clone(), body);
+        mark_attempt_header(
+            req.headers_mut(),
+            state.attempt,
+            policy.attempt_count_header,
+        );
         // One context for all this attempt tells the layers below.
-        let ctx = RequestContext::get_mut(&mut head.extensions);
+        let ctx = RequestContext::get_mut(req.extensions_mut());
         ctx.attempt = state.attempt;
         if let Some(tried) = &state.tried {
             ctx.tried.clone_from(tried);
         }
-        let slot = shared.policy.per_try_timeout.map(|_| EndpointSlot::new());
+        let per_try_at = policy.per_try_timeout.map(|d| Instant::now() + d);
+        let slot = per_try_at.map(|_| EndpointSlot::new());
         ctx.slot.clone_from(&slot);
-        ctx.deadline = if shared.policy.attempt_deadline {
-            attempt_deadline(Instant::now(), shared.policy.per_try_timeout, overall)
-        } else {
-            None
+        ctx.deadline = match policy.attempt_deadline {
+            true => earliest(per_try_at, self.overall).map(AttemptDeadline),
+            false => None,
         };
-        let fut = state.svc.call(Request::from_parts(head, body));
+        let fut = state.svc.call(req);
         shared.stats.inc_retries();
-        Some(TryFuture::new(
+        Some(Started {
             fut,
-            shared.policy.per_try_timeout,
-            None,
+            per_try_at,
             permit,
             slot,
-        ))
+        })
     }
 
     /// The result to return when no further attempt can be made.
@@ -540,26 +629,11 @@ where
     }
 }
 
-/// When an attempt starting `now` times out: at its per-try timeout or the
-/// request's overall deadline, whichever comes first.
-pub(super) fn attempt_deadline(
-    now: Instant,
-    per_try: Option<Duration>,
-    overall: Option<Instant>,
-) -> Option<AttemptDeadline> {
-    let per_try = per_try.map(|d| now + d);
-    match (per_try, overall) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-    .map(AttemptDeadline)
-}
-
 /// Puts the attempt number in `x-envoy-attempt-count`, if asked.
-pub(super) fn mark_attempt_header(head: &mut Parts, attempt: Attempt, header: bool) {
+#[inline]
+pub(super) fn mark_attempt_header(headers: &mut HeaderMap, attempt: Attempt, header: bool) {
     if header {
-        head.headers
-            .insert(ATTEMPT_COUNT_HEADER, attempt_value(attempt.get()));
+        headers.insert(ATTEMPT_COUNT_HEADER, attempt_value(attempt.get()));
     }
 }
 

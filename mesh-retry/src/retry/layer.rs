@@ -55,16 +55,12 @@ impl<C: Classify> RetryLayer<C> {
     /// Judges responses and errors with `classifier` instead.
     pub fn classifier<C2: Classify>(self, classifier: C2) -> RetryLayer<C2> {
         let s = &*self.shared;
+        let mut shared = Shared::new(s.policy.clone(), classifier);
+        shared.budget.clone_from(&s.budget);
+        shared.limit.clone_from(&s.limit);
+        shared.stats = s.stats.clone();
         RetryLayer {
-            shared: Arc::new(Shared {
-                policy: s.policy.clone(),
-                classifier,
-                budget: s.budget.clone(),
-                limit: s.limit.clone(),
-                stats: s.stats.clone(),
-                retries: s.retries,
-                classify: s.classify,
-            }),
+            shared: Arc::new(shared),
         }
     }
 

@@ -4,14 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{Extensions, Request, Response};
 use http_body::Body;
 use mesh_core::BoxError;
 use mesh_core::classify::{Classify, GrpcClassifier};
-use mesh_core::context::{Attempt, EndpointSlot, RequestContext};
+use mesh_core::context::{Attempt, AttemptDeadline, EndpointSlot, RequestContext};
 use tower::Service;
 
-use super::future::{ResponseFuture, RetryState, attempt_deadline, mark_attempt_header};
+use super::future::{ResponseFuture, RetryState, earliest, mark_attempt_header};
 use super::shared::{Handle, Shared};
 use crate::body::{BodySource, RetryBody};
 use crate::deadline;
@@ -104,7 +104,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let shared = &self.shared;
         let policy = &shared.policy;
         let caller = policy
@@ -115,56 +115,76 @@ where
         // The clock is read once, and only when a timeout needs it.
         let now =
             (timeout.is_some() || policy.per_try_timeout.is_some()).then(tokio::time::Instant::now);
+        let per_try_at = now.zip(policy.per_try_timeout).map(|(now, d)| now + d);
+        let overall = now.zip(timeout).map(|(now, t)| now + t);
         let handle = Handle::new(shared.clone());
-
-        let (mut parts, body) = req.into_parts();
-        let (first_body, mut retry) = if shared.retries {
-            let (first_body, source) = BodySource::new(body, policy.replay_cap);
-            // The head is copied before this attempt's extensions go in, so
-            // the copy does not clone them; each retry sets its own.
-            let head = parts.clone();
-            // Keep the service that was driven to readiness for this request's
-            // retries; the layer drives a fresh clone for the next request.
-            let clone = self.inner.clone();
-            let svc = std::mem::replace(&mut self.inner, clone);
-            let state = RetryState {
-                svc,
-                head,
-                body: source,
-                attempt: Attempt::FIRST,
-                retries_left: policy.attempts,
-                tried: None,
-            };
-            (first_body, Some(Box::new(state)))
-        } else {
-            (RetryBody::new(body), None)
-        };
-        mark_attempt_header(&mut parts, Attempt::FIRST, policy.attempt_count_header);
-        // The slot is read only when a per-try timeout drops an attempt that
-        // may be retried.
-        let slot = (retry.is_some() && policy.per_try_timeout.is_some()).then(EndpointSlot::new);
         // Endpoint layers count an attempt dropped at this instant as a
         // timeout of their endpoint (outlier detection).
-        let deadline = now.filter(|_| policy.attempt_deadline).and_then(|now| {
-            attempt_deadline(now, policy.per_try_timeout, timeout.map(|t| now + t))
-        });
-        // The first attempt needs a context only for what it tells the layers
-        // below: a request without one reads as the first attempt, which
-        // spares http's extensions map (three allocations) on the plain path.
-        if slot.is_some() || deadline.is_some() {
-            let ctx = RequestContext::get_mut(&mut parts.extensions);
-            ctx.attempt = Attempt::FIRST;
-            ctx.slot.clone_from(&slot);
-            ctx.deadline = deadline;
-        } else if let Some(ctx) = parts.extensions.get_mut::<RequestContext>() {
-            // An outer layer's context: this is our first attempt.
-            ctx.attempt = Attempt::FIRST;
-        }
-        let req = Request::from_parts(parts, first_body);
-        let first = match retry.as_mut() {
-            Some(state) => state.svc.call(req),
-            None => self.inner.call(req),
+        let deadline = match policy.attempt_deadline {
+            true => earliest(per_try_at, overall).map(AttemptDeadline),
+            false => None,
         };
-        ResponseFuture::new(handle, first, now, timeout, slot, retry)
+
+        if !shared.retries {
+            // Nothing to keep: the request goes down as it came.
+            mark_attempt_header(
+                req.headers_mut(),
+                Attempt::FIRST,
+                policy.attempt_count_header,
+            );
+            first_context(req.extensions_mut(), None, deadline);
+            let first = self.inner.call(req.map(RetryBody::new));
+            return ResponseFuture::new(handle, first, per_try_at, overall, timeout, None, None);
+        }
+        // The head is copied before this attempt's header and context go in,
+        // so the copy does not clone them; each retry sets its own.
+        let (mut parts, body) = req.into_parts();
+        let head = parts.clone();
+        let (first_body, source) = BodySource::new(body, policy.replay_cap);
+        mark_attempt_header(
+            &mut parts.headers,
+            Attempt::FIRST,
+            policy.attempt_count_header,
+        );
+        // The slot is read only when a per-try timeout drops an attempt that
+        // may be retried.
+        let slot = policy.per_try_timeout.map(|_| EndpointSlot::new());
+        first_context(&mut parts.extensions, slot.as_ref(), deadline);
+        let req = Request::from_parts(parts, first_body);
+        // Keep the service that was driven to readiness for this request's
+        // retries; the layer drives a fresh clone for the next request.
+        let clone = self.inner.clone();
+        let mut svc = std::mem::replace(&mut self.inner, clone);
+        let first = svc.call(req);
+        let state = RetryState {
+            svc,
+            head,
+            body: source,
+            attempt: Attempt::FIRST,
+            retries_left: policy.attempts,
+            tried: None,
+        };
+        let retry = Some(Box::new(state));
+        ResponseFuture::new(handle, first, per_try_at, overall, timeout, slot, retry)
+    }
+}
+
+/// Tells the layers below about the first attempt. It needs a context only
+/// for what it tells them (a deadline, a slot for the endpoint): a request
+/// without one reads as the first attempt, which spares http's extensions map
+/// (three allocations) on the plain path.
+fn first_context(
+    extensions: &mut Extensions,
+    slot: Option<&EndpointSlot>,
+    deadline: Option<AttemptDeadline>,
+) {
+    if slot.is_some() || deadline.is_some() {
+        let ctx = RequestContext::get_mut(extensions);
+        ctx.attempt = Attempt::FIRST;
+        ctx.slot = slot.cloned();
+        ctx.deadline = deadline;
+    } else if let Some(ctx) = extensions.get_mut::<RequestContext>() {
+        // An outer layer's context: this is our first attempt.
+        ctx.attempt = Attempt::FIRST;
     }
 }

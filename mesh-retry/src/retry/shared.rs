@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use mesh_core::classify::Classify;
 use mesh_core::limit::{Permit, SharedLimit};
 
 use crate::budget::RetryBudget;
@@ -23,9 +24,13 @@ pub(crate) struct Shared<C> {
     /// `policy.retry_on.reads_classification()`: whether a response must be
     /// classified to decide on a retry.
     pub(crate) classify: bool,
+    /// Whether a response below 500 must be classified too: the classifier
+    /// may call it a 5xx failure (it does not promise
+    /// [`server_errors_by_status`](Classify::server_errors_by_status)).
+    pub(crate) classify_below_500: bool,
 }
 
-impl<C> Shared<C> {
+impl<C: Classify> Shared<C> {
     pub(crate) fn new(mut policy: RetryPolicy, classifier: C) -> Self {
         policy.per_try_timeout = nonzero(policy.per_try_timeout);
         policy.timeout = nonzero(policy.timeout);
@@ -33,6 +38,7 @@ impl<C> Shared<C> {
         let classify = policy.retry_on.reads_classification();
         Shared {
             policy,
+            classify_below_500: !classifier.server_errors_by_status(),
             classifier,
             budget: None,
             limit: None,
@@ -41,7 +47,9 @@ impl<C> Shared<C> {
             classify,
         }
     }
+}
 
+impl<C> Shared<C> {
     /// Takes a retry slot from the limit and the budget, or `None` (Envoy's
     /// retry overflow).
     pub(crate) fn try_retry(&self) -> Option<RetryPermit> {

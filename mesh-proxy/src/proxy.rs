@@ -28,11 +28,11 @@ use mesh_retry::{IstioRetries, RetryLayer, RetryPolicy, RetryStats};
 use mesh_route::{Role, Router, Target};
 use mesh_tls::{CredentialStore, IdentityFiles};
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder};
 
 use crate::body::{self, Body};
 use crate::capture::{OriginalDst, OutboundPolicy};
-use crate::cluster::{Cluster, ClusterKey, HttpService, UpstreamTls, endpoints_for};
+use crate::cluster::{Cluster, ClusterKey, UpstreamTls, endpoints_for};
 use crate::config::model::AddressBlock;
 use crate::config::model::{self, Config, Protocol};
 use crate::dns::{self, DnsTarget, Resolver};
@@ -92,7 +92,29 @@ impl std::fmt::Debug for Snapshot {
 }
 
 struct ServiceRoutes {
-    ports: Vec<(u16, HttpService)>,
+    ports: Vec<(u16, Arc<dyn PortRouter>)>,
+}
+
+/// A service port's router, called through the snapshot's shared reference
+/// (see [`Router::route_request`]): no boxed clone of the router and no
+/// `oneshot` per request, one box for the response future.
+trait PortRouter: Send + Sync {
+    /// Routes `req`; the response's hop-by-hop headers are stripped.
+    fn route(&self, req: Request<Body>) -> ResponseFuture;
+}
+
+impl<S> PortRouter for Router<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError> + Send,
+    S::Future: Send + 'static,
+{
+    fn route(&self, req: Request<Body>) -> ResponseFuture {
+        Box::pin(self.route_request(req).map_ok(|mut res| {
+            headers::strip_hop_by_hop(res.headers_mut());
+            res
+        }))
+    }
 }
 
 impl Snapshot {
@@ -288,10 +310,8 @@ fn build(
                 )
             })?;
             // Nothing in the proxy reads the route name from the request.
-            let router = router.with_route_names(false);
-            let svc: HttpService =
-                BoxCloneSyncService::new(router.map_request(|req: Request<Body>| req));
-            ports.push((port.number, svc));
+            let router: Arc<dyn PortRouter> = Arc::new(router.with_route_names(false));
+            ports.push((port.number, router));
         }
         services.push(ServiceRoutes { ports });
     }
@@ -913,10 +933,7 @@ impl Service<Request<Body>> for Outbound {
                 .unwrap_or_default();
             return self.unclaimed(req, &host);
         };
-        Box::pin(svc.clone().oneshot(req).map_ok(|mut res| {
-            headers::strip_hop_by_hop(res.headers_mut());
-            res
-        }))
+        svc.route(req)
     }
 }
 

@@ -136,6 +136,14 @@ where
                 Err(Failed::NotSent(req, _)) => *req,
             },
         };
+        // Connecting (a TCP connect, a TLS and an HTTP handshake) is a large
+        // state machine: boxed, it is made only when needed, and the future
+        // of every request, which each layer above moves, stays small.
+        Box::pin(self.send_new(req)).await
+    }
+
+    /// Sends `req` on a new connection.
+    async fn send_new(&self, req: Request<Body>) -> Result<Response<PoolBody>, BoxError> {
         let conn = match self.connect().await? {
             Fresh::Http1(conn) => Checkout::Http1(conn),
             Fresh::Http2(tx, info) => Checkout::Http2(tx, info),

@@ -138,7 +138,20 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.route_request(req)
+    }
+}
+
+impl<S> Router<S> {
+    /// Routes `req` as [`call`](Service::call) does, through a shared
+    /// reference: the router is always ready and sends each request to a
+    /// clone of its route's service, so it needs neither `&mut` nor a clone
+    /// of itself per request (e.g. behind an `Arc` shared by connections).
+    pub fn route_request<B>(&self, mut req: Request<B>) -> ResponseFuture<S, Request<B>>
+    where
+        S: Service<Request<B>> + Clone,
+    {
         match self.entries.iter().find(|e| e.matcher.matches(&req)) {
             Some(entry) => {
                 if self.name_requests {

@@ -38,6 +38,8 @@ struct State {
     /// Oldest first: connections are pushed as they become idle.
     idle: Vec<Idle>,
     shared: Option<Http2Conn>,
+    /// Whether a reaper task is running.
+    reaping: bool,
 }
 
 /// A pool's connections, shared with the response bodies that give an
@@ -89,7 +91,7 @@ impl Connections {
 
     /// Keeps an HTTP/1.1 connection ready for a request for the next one;
     /// drops the idle connections that have expired meanwhile.
-    pub(super) fn put(&self, conn: Http1Conn) {
+    pub(super) fn put(self: &Arc<Self>, conn: Http1Conn) {
         let now = Instant::now();
         let mut state = self.lock();
         let expired = state
@@ -99,11 +101,12 @@ impl Connections {
             .count();
         state.idle.drain(..expired);
         state.idle.push(Idle { conn, since: now });
+        self.reap_later(&mut state);
     }
 
     /// Shares `tx` as the pool's HTTP/2 connection unless an open one is
     /// shared already.
-    pub(super) fn share(&self, tx: &http2::SendRequest<Body>, info: &Arc<Connected>) {
+    pub(super) fn share(self: &Arc<Self>, tx: &http2::SendRequest<Body>, info: &Arc<Connected>) {
         let mut state = self.lock();
         if state.shared.as_ref().is_some_and(|s| !s.tx.is_closed()) {
             return;
@@ -113,6 +116,66 @@ impl Connections {
             info: info.clone(),
             last_used: Instant::now(),
         });
+        self.reap_later(&mut state);
+    }
+
+    /// Starts the reaper unless one runs: a task that closes connections as
+    /// they expire, so that an idle connection does not keep its socket and
+    /// its `maxConnections` slot until the pool is next used, and an unused
+    /// pool ends up empty. It holds the pool weakly, and stops when no
+    /// connection is kept (the next one kept starts it again).
+    fn reap_later(self: &Arc<Self>, state: &mut State) {
+        if state.reaping || Instant::now().checked_add(self.timeout).is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        state.reaping = true;
+        let conns = Arc::downgrade(self);
+        runtime.spawn(async move {
+            loop {
+                let next = match conns.upgrade() {
+                    Some(conns) => conns.expire(),
+                    None => return,
+                };
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => return,
+                }
+            }
+        });
+    }
+
+    /// Drops the expired connections (which closes them). Returns when the
+    /// next one expires, or `None` when none is kept: the reaper stops.
+    fn expire(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let expired = state
+            .idle
+            .iter()
+            .take_while(|idle| now.duration_since(idle.since) >= self.timeout)
+            .count();
+        state.idle.drain(..expired);
+        if state
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.tx.is_closed() || now.duration_since(s.last_used) >= self.timeout)
+        {
+            state.shared = None;
+        }
+        let oldest = state.idle.first().map(|idle| idle.since);
+        let shared = state.shared.as_ref().map(|s| s.last_used);
+        let next = match (oldest, shared) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .and_then(|since| since.checked_add(self.timeout));
+        if next.is_none() {
+            state.reaping = false;
+        }
+        next
     }
 
     /// Whether any connection is kept.

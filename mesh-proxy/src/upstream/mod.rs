@@ -8,7 +8,10 @@
 //! HTTP/1.1 connection carries one request at a time and waits in the pool's
 //! idle list between requests. A connection goes back to the idle list only
 //! once its response body has been read to the end ([`PoolBody`]), and never
-//! after an ambiguously framed response.
+//! after an ambiguously framed response. A connection idle past the idle
+//! timeout is closed by a small task of its pool, which runs only while the
+//! pool keeps connections, so an idle connection does not hold its socket
+//! and its `maxConnections` slot until the pool is next used.
 //!
 //! Errors come out as the mesh's: connect failures
 //! [`MeshError::ConnectFailure`], a refused connection slot

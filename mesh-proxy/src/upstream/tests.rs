@@ -303,3 +303,83 @@ async fn addr_pools_keep_one_pool_per_address() {
     fetch(&pools.get(addr), addr).await.unwrap();
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
+
+/// A keep-alive server answering `ok` to every request, which sends on
+/// `closed` when a connection is closed by its client.
+async fn closing_server() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if tcp.write_all(OK).await.is_err() {
+                            return;
+                        }
+                    }
+                    match tcp.read(&mut chunk).await {
+                        Ok(0) | Err(_) => {
+                            let _ = tx.send(());
+                            return;
+                        }
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn an_expired_idle_connection_is_closed_without_another_request() {
+    let (addr, mut closed) = closing_server().await;
+    let timeout = Duration::from_secs(10);
+    let pool = Pool::new(HttpConnector::new(), "http", addr, config(false, timeout));
+    tokio::time::pause();
+    fetch(&pool, addr).await.unwrap();
+    let idle_since = tokio::time::Instant::now();
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert!(closed.try_recv().is_err(), "kept within the timeout");
+    assert!(pool.in_use(), "the pool keeps its connection");
+
+    // Nothing else happens: the reaper closes it at its expiry.
+    let wait = Duration::from_secs(60);
+    tokio::time::timeout(wait, closed.recv()).await.unwrap();
+    let after = tokio::time::Instant::now() - idle_since;
+    assert!(
+        after >= timeout && after < timeout + Duration::from_secs(1),
+        "{after:?}"
+    );
+    assert!(
+        !pool.in_use(),
+        "an unused pool with no connection can be forgotten"
+    );
+
+    // A connection kept later starts the reaper again.
+    fetch(&pool, addr).await.unwrap();
+    tokio::time::timeout(wait, closed.recv()).await.unwrap();
+    assert!(!pool.in_use());
+}
+
+#[tokio::test]
+async fn an_expired_shared_http2_connection_is_dropped_without_another_request() {
+    let (addr, accepted) = hyper_server(true).await;
+    let timeout = Duration::from_secs(10);
+    let pool = Pool::new(HttpConnector::new(), "http", addr, config(true, timeout));
+    tokio::time::pause();
+    fetch(&pool, addr).await.unwrap();
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert!(pool.in_use());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!pool.in_use(), "dropped at its expiry");
+    fetch(&pool, addr).await.unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "a new connection");
+}

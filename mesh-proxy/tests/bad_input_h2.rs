@@ -315,20 +315,28 @@ async fn malformed_h2_requests_never_reach_the_backend() {
         ("no :path", vec![0x82, 0x86, 0x41, 0x03, b'w', b'e', b'b']),
         ("two :method", with(&[0x83])),
     ];
-    let mut burst = start();
-    for (i, (_, block)) in cases.iter().enumerate() {
-        let id = 2 * u32::try_from(i).unwrap() + 1;
-        burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, id, block));
-    }
-    let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
-    send(&mut tcp, &burst).await;
-    let (got, _) = frames(&mut tcp, Duration::from_secs(2)).await;
-    for (i, (what, _)) in cases.iter().enumerate() {
-        let id = 2 * u32::try_from(i).unwrap() + 1;
+    // One connection per case, all at once: a case that ends its
+    // connection must not spare the others from being examined.
+    let outbound = proxy.outbound();
+    let answers = cases.iter().map(|(what, block)| async move {
+        let mut burst = start();
+        burst.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, block));
+        let mut tcp = TcpStream::connect(outbound).await.unwrap();
+        send(&mut tcp, &burst).await;
+        let (got, closed) = frames(&mut tcp, Duration::from_secs(2)).await;
+        (*what, got, closed)
+    });
+    for (what, got, closed) in futures_util::future::join_all(answers).await {
+        // 0x88 is `:status 200` from the static table.
         let answered_ok = got
             .iter()
-            .any(|f| f.0 == HEADERS && f.2 == id && f.3.first() == Some(&0x88));
+            .any(|f| f.0 == HEADERS && f.2 == 1 && f.3.first() == Some(&0x88));
         assert!(!answered_ok, "{what} was answered 200");
+        let refused = closed
+            || got.iter().any(|f| {
+                (f.0 == RST_STREAM && f.2 == 1) || f.0 == GOAWAY || (f.0 == HEADERS && f.2 == 1)
+            });
+        assert!(refused, "{what}: neither refused nor answered: {got:?}");
     }
     assert_eq!(backend.hits(), 0, "{:?}", backend.paths());
 

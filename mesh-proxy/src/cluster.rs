@@ -30,7 +30,7 @@ use tower::{Layer, ServiceExt};
 
 use crate::body::{self, Body};
 use crate::config::model::{self, Protocol, TrafficPolicy};
-use crate::upstream::{AddrPools, Pool, PoolBody, PoolConfig};
+use crate::upstream::{Pool, PoolBody, PoolConfig};
 
 /// The service type every stack is erased to.
 pub(crate) type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
@@ -472,11 +472,11 @@ impl UpstreamClient {
 
 /// Forwards `req` over plain HTTP/1.1 to `addr` whatever its URI names (the
 /// local app inbound, a passthrough destination outbound) on a connection of
-/// `pools`, keeping the request as written otherwise: hop-by-hop headers
+/// `pool`, keeping the request as written otherwise: hop-by-hop headers
 /// stripped both ways, an ambiguously framed answer refused and its
 /// connection closed, errors mapped to Envoy's flags.
 pub(crate) async fn forward_plain(
-    pools: &AddrPools,
+    pool: &Pool<HttpConnector>,
     addr: SocketAddr,
     mut req: Request<Body>,
 ) -> Result<Response<Body>, BoxError> {
@@ -488,7 +488,6 @@ pub(crate) async fn forward_plain(
         .authority(addr.to_string())
         .path_and_query(path)
         .build()?;
-    let pool = pools.get(addr);
     let mut res = pool.send(req).await?.map(body::boxed);
     crate::headers::strip_hop_by_hop(res.headers_mut());
     Ok(res)

@@ -840,8 +840,8 @@ impl Outbound {
         };
         // Envoy's PassthroughCluster: to where the app was connecting, with
         // the request as the app wrote it.
-        let passthrough = self.passthrough.clone();
-        Box::pin(async move { crate::cluster::forward_plain(&passthrough, dst, req).await })
+        let pool = self.passthrough.get(dst);
+        Box::pin(async move { crate::cluster::forward_plain(&pool, dst, req).await })
     }
 }
 

@@ -480,8 +480,10 @@ fn inbound_service(
     connector.set_connect_timeout(Some(crate::tcp::CONNECT_TIMEOUT));
     // hyper-util's default: idle connections to the app kept 90 s.
     let pools = AddrPools::new(connector, Duration::from_secs(90));
+    // A fixed app address has one pool, taken once rather than looked up
+    // per request.
+    let app_pool = app.map(|app| pools.get(app));
     let forward = tower::service_fn(move |mut req: Request<Body>| {
-        let pools = pools.clone();
         // Only the handshake tells who called: drop what the caller claims.
         req.headers_mut().remove(XFCC);
         strip_control_headers(req.headers_mut());
@@ -491,14 +493,17 @@ fn inbound_service(
             req.headers_mut().insert(XFCC, value);
         }
         // A captured connection goes to the app at the port it was sent to.
-        let app = app.or_else(|| {
-            req.extensions()
+        let target = match (app, &app_pool) {
+            (Some(app), Some(pool)) => Some((app, pool.clone())),
+            _ => req
+                .extensions()
                 .get::<OriginalDst>()
                 .map(|d| capture::app_address(d.0))
-        });
+                .map(|app| (app, pools.get(app))),
+        };
         async move {
-            let app = app.ok_or("an inbound request without an app address")?;
-            crate::cluster::forward_plain(&pools, app, req).await
+            let (app, pool) = target.ok_or("an inbound request without an app address")?;
+            crate::cluster::forward_plain(&pool, app, req).await
         }
     });
     if authz.is_empty() {

@@ -36,6 +36,7 @@ pub mod config;
 mod demo;
 pub mod dns;
 mod framing;
+mod graceful;
 mod headers;
 pub mod iptables;
 mod metrics;

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::graceful::{Graceful, Watcher};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
 use mesh_tls::{InboundStream, MtlsAcceptor, PeerInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -221,7 +221,7 @@ pub(crate) async fn accept_loop<H, F>(
     H: Fn(TcpStream, SocketAddr, Watcher) -> F + Send,
     F: Future<Output = ()> + Send + 'static,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let graceful = Graceful::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let accepted = tokio::select! {

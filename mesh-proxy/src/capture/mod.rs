@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use hyper_util::server::graceful::Watcher;
+use crate::graceful::Watcher;
 use mesh_core::{ResponseFlag, ResponseFlags};
 use mesh_tls::{MtlsAcceptor, PeerInfo};
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -30,6 +30,7 @@ use tower::{Layer, ServiceExt};
 
 use crate::body::{self, Body};
 use crate::config::model::{self, Protocol, TrafficPolicy};
+use crate::observe::DestinationService;
 use crate::upstream::{Pool, PoolBody, PoolConfig};
 
 /// The service type every stack is erased to.
@@ -66,6 +67,8 @@ pub(crate) struct Upstream {
     pub(crate) cluster: Arc<str>,
     /// Whether the connection to it is mutual TLS.
     pub(crate) mtls: bool,
+    /// The service the cluster serves, for metrics.
+    pub(crate) destination: DestinationService,
 }
 
 /// Per-endpoint counters kept for `/clusters`.
@@ -97,6 +100,8 @@ impl Drop for InFlight {
 /// A cluster and the state that outlives config versions.
 pub(crate) struct Cluster {
     pub(crate) key: ClusterKey,
+    /// The service it serves.
+    pub(crate) destination: DestinationService,
     pub(crate) endpoints: EndpointSet,
     pub(crate) detector: Option<OutlierDetector>,
     pub(crate) pool: ConnectionPoolLayer,
@@ -131,6 +136,7 @@ impl Cluster {
     /// Builds a cluster for `key` over `endpoints` with `policy`.
     pub(crate) fn build(
         key: ClusterKey,
+        destination: DestinationService,
         endpoints: Vec<Endpoint>,
         protocol: Protocol,
         policy: &TrafficPolicy,
@@ -145,6 +151,7 @@ impl Cluster {
         let counters: Arc<Mutex<BTreeMap<SocketAddr, Arc<EndpointCounters>>>> = Arc::default();
         let service = stack(
             &key,
+            &destination,
             &set,
             protocol,
             policy,
@@ -157,6 +164,7 @@ impl Cluster {
         )?;
         Ok(Cluster {
             key,
+            destination,
             endpoints: set,
             detector,
             pool,
@@ -274,6 +282,7 @@ struct Shared {
 
 fn stack(
     key: &ClusterKey,
+    destination: &DestinationService,
     set: &EndpointSet,
     protocol: Protocol,
     policy: &TrafficPolicy,
@@ -306,6 +315,7 @@ fn stack(
         idle_timeout: idle,
     };
     let cluster_name: Arc<str> = key.name().into();
+    let destination = destination.clone();
     let mtls = tls.is_some();
     let tls_config = tls
         .map(|t| mesh_tls::client_config(&t.store, t.subject_alt_names))
@@ -346,6 +356,7 @@ fn stack(
             version,
             cluster: cluster_name.clone(),
             mtls,
+            destination: destination.clone(),
         };
         let c = counters
             .lock()
@@ -546,6 +557,10 @@ mod tests {
         };
         let cluster = Cluster::build(
             key,
+            DestinationService {
+                host: "web".into(),
+                name: "web".into(),
+            },
             vec![Endpoint::new(addr)],
             Protocol::Http,
             &TrafficPolicy::default(),

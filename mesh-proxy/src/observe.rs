@@ -39,9 +39,9 @@ pub(crate) struct ObserveConfig {
     pub(crate) access_log: Option<Arc<AccessLog>>,
 }
 
-/// Names a request's destination service for metrics, set by the outbound
-/// router as a response extension.
-#[derive(Clone, Debug)]
+/// Names a request's destination service for metrics: its cluster's, in
+/// the response's [`Upstream`] extension.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct DestinationService {
     pub(crate) host: Arc<str>,
     pub(crate) name: Arc<str>,
@@ -78,7 +78,6 @@ struct Entry {
     status: u16,
     flags: ResponseFlags,
     upstream: Option<Upstream>,
-    destination: Option<DestinationService>,
     attempts: u32,
 }
 
@@ -371,13 +370,16 @@ pub(crate) fn log_tcp(log: &AccessLog, conn: &TcpLog<'_>) {
 }
 
 impl Entry {
-    fn finish(mut self) {
+    fn finish(self) {
         let duration = self.start.elapsed();
         let bytes_in = self.bytes_in.load(Ordering::Relaxed);
         let bytes_out = self.bytes_out;
         let key = LabelKey {
             reporter: self.config.reporter,
-            destination: self.destination.take().map(|d| (d.host, d.name)),
+            destination: self
+                .upstream
+                .as_ref()
+                .map(|u| (u.destination.host.clone(), u.destination.name.clone())),
             version: self.upstream.as_ref().map(|u| u.version.clone()),
             response_code: self.status,
             response_flags: self.flags,
@@ -497,7 +499,6 @@ where
             status: 0,
             flags: ResponseFlags::EMPTY,
             upstream: None,
-            destination: None,
             attempts: 1,
         };
         let req = Request::from_parts(parts, body::boxed(Counted::new(body_in, bytes_in)));
@@ -547,7 +548,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let res = match ready!(this.inner.poll(cx)) {
+        let mut res = match ready!(this.inner.poll(cx)) {
             Ok(res) => res,
             Err(err) => error_response(&err),
         };
@@ -569,8 +570,8 @@ where
                     .and_then(|v| v.parse().ok())
                     .unwrap_or_default()
             });
-        entry.upstream = res.extensions().get::<Upstream>().cloned();
-        entry.destination = res.extensions().get::<DestinationService>().cloned();
+        // Taken rather than cloned: nothing after this layer reads it.
+        entry.upstream = res.extensions_mut().remove::<Upstream>();
         entry.attempts = res.extensions().get::<Attempt>().map_or(1, |a| a.get());
         Poll::Ready(Ok(res.map(|b| LogBody {
             inner: b,

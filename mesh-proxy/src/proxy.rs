@@ -627,13 +627,19 @@ fn destination_service(
     } else {
         endpoints_for(service, port, selector.as_ref())
     };
+    let destination = DestinationService {
+        host: canonical.as_str().into(),
+        name: service.name.as_str().into(),
+    };
     let cluster = match clusters.get(&key) {
         Some(c) => c.clone(),
         None => {
             let reused = previous
                 .and_then(|p| p.clusters.get(&key))
                 .filter(|c| {
-                    c.policy == policy && c.dns.as_ref().map(|(t, _)| t) == dns_targets.as_ref()
+                    c.policy == policy
+                        && c.destination == destination
+                        && c.dns.as_ref().map(|(t, _)| t) == dns_targets.as_ref()
                 })
                 .cloned();
             let c = match reused {
@@ -649,8 +655,14 @@ fn destination_service(
                         &policy,
                         env.identity.as_ref(),
                     )?;
-                    let mut c =
-                        Cluster::build(key.clone(), endpoints, port.protocol, &policy, tls)?;
+                    let mut c = Cluster::build(
+                        key.clone(),
+                        destination,
+                        endpoints,
+                        port.protocol,
+                        &policy,
+                        tls,
+                    )?;
                     if let Some(targets) = dns_targets {
                         let handle = dns::watch(
                             targets.clone(),
@@ -667,19 +679,10 @@ fn destination_service(
             c
         }
     };
-    let dest_info = DestinationService {
-        host: canonical.into(),
-        name: service.name.clone().into(),
-    };
     let base = cluster.service.clone();
-    let tag = move |mut res: Response<Body>| {
-        res.extensions_mut().insert(dest_info.clone());
-        res
-    };
     if target.role == Role::Mirror {
         return Ok(BoxCloneSyncService::new(
             ServiceBuilder::new()
-                .map_response(tag)
                 .map_request(|req: Request<mesh_route::RouteBody<Body>>| req.map(body::boxed))
                 .service(base),
         ));
@@ -710,7 +713,6 @@ fn destination_service(
     retry_stats.push((key, layer.stats()));
     Ok(BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .map_response(tag)
             .layer(layer)
             .map_request(
                 |req: Request<mesh_retry::RetryBody<mesh_route::RouteBody<Body>>>| {

@@ -207,24 +207,18 @@ fn word_needs_escape(word: u64) -> bool {
 
 fn json_str_contents(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Almost every string needs no escape: checked a word at a time, copied
+    // at once.
+    if !any_needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // Skip eight plain bytes at a time.
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            if !word_needs_escape(u64::from_le_bytes(word)) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
-        i += 1;
+    for (i, &b) in bytes.iter().enumerate() {
         if !needs_escape(b) {
             continue;
         }
-        out.extend_from_slice(&bytes[start..i - 1]);
+        out.extend_from_slice(&bytes[start..i]);
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -242,9 +236,26 @@ fn json_str_contents(out: &mut Vec<u8>, bytes: &[u8]) {
                 HEX[usize::from(b & 0xf)],
             ]),
         }
-        start = i;
+        start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+/// Whether any byte of `bytes` is one serde_json escapes: eight at a time,
+/// the last few padded with spaces (which need none).
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if word_needs_escape(u64::from_le_bytes(word)) {
+            return true;
+        }
+    }
+    let rest = chunks.remainder();
+    let mut word = [b' '; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    word_needs_escape(u64::from_le_bytes(word))
 }
 
 /// Appends `time` as a JSON string in RFC 3339 with milliseconds, UTC
@@ -318,6 +329,16 @@ fn json_display(out: &mut Vec<u8>, value: impl std::fmt::Display) {
 
 /// Appends `n` in decimal.
 fn json_u64(out: &mut Vec<u8>, mut n: u64) {
+    // Most numbers of a line (attempts, octets, short durations) are one
+    // or two digits: pushed, not copied.
+    if n < 10 {
+        out.push(b'0' + n as u8);
+        return;
+    }
+    if n < 100 {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -645,6 +666,26 @@ mod tests {
             let mut ours = Vec::new();
             json_rfc3339_millis(&mut ours, time);
             let theirs = format!("\"{}\"", humantime::format_rfc3339_millis(time));
+            proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), theirs);
+        }
+    }
+
+    proptest::proptest! {
+        /// Numbers as `Display` writes them, small ones most often.
+        #[test]
+        fn numbers_as_display_writes_them(n in proptest::prop_oneof![0u64..1000, proptest::num::u64::ANY]) {
+            let mut ours = Vec::new();
+            json_u64(&mut ours, n);
+            proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), n.to_string());
+        }
+
+        /// Strings escaped as serde_json escapes them, control bytes, quotes,
+        /// backslashes and non-ASCII included, at every length.
+        #[test]
+        fn strings_as_serde_json_writes_them(s in "[\\x00-\\x7f\"\\\\é€]{0,40}") {
+            let mut ours = Vec::new();
+            json_str(&mut ours, &s);
+            let theirs = serde_json::to_string(&s).unwrap();
             proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), theirs);
         }
     }

@@ -368,7 +368,10 @@ fn stack(
             let client = client.clone();
             let upstream = upstream.clone();
             let c = c.clone();
-            async move {
+            // Boxed: the send (with its connect path boxed apart) is still
+            // about a kilobyte of state, which every layer above (gate,
+            // balancer, shared handle, pool limits) would move again.
+            Box::pin(async move {
                 let active = InFlight::start(c);
                 let attempt = RequestContext::attempt_of(req.extensions());
                 let result = client.send(upstream.addr, req).await;
@@ -380,7 +383,7 @@ fn stack(
                     res.extensions_mut().insert(attempt);
                 }
                 Ok::<_, BoxError>(res)
-            }
+            })
         })
     };
 

@@ -14,9 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use hyper_util::client::legacy::connect::HttpConnector;
 use mesh_breaker::outlier::{OutlierDetection, OutlierDetector};
 use mesh_breaker::pool::{ConnectionLimit, ConnectionPoolLayer, PoolLimits};
@@ -374,7 +372,7 @@ fn stack(
             Box::pin(async move {
                 let active = InFlight::start(c);
                 let attempt = RequestContext::attempt_of(req.extensions());
-                let result = client.send(upstream.addr, req).await;
+                let result = client.send(req).await;
                 drop(active);
                 let mut res = result?;
                 res.extensions_mut().insert(upstream);
@@ -438,45 +436,16 @@ enum UpstreamClient {
 }
 
 impl UpstreamClient {
-    /// Sends `req` to the client's endpoint `addr` with the request's
-    /// authority (its URI's, else its `Host`, else `addr`); transport errors
-    /// become the mesh's connect-failure or reset errors, and a connection
-    /// refused by `max_connections` the mesh's overload (503 `UO`).
-    async fn send(
-        &self,
-        addr: SocketAddr,
-        mut req: Request<Body>,
-    ) -> Result<Response<PoolBody>, BoxError> {
+    /// Sends `req` to the client's endpoint with the request's authority
+    /// (its URI's, else its `Host`, else the endpoint's address); transport
+    /// errors become the mesh's connect-failure or reset errors, and a
+    /// connection refused by `max_connections` the mesh's overload (503
+    /// `UO`).
+    async fn send(&self, mut req: Request<Body>) -> Result<Response<PoolBody>, BoxError> {
         // The upstream connection's protocol is the client's choice (ALPN,
-        // the port's protocol), not the downstream request's.
+        // the port's protocol), not the downstream request's; the pool puts
+        // the request in that protocol's form, its authority kept.
         *req.version_mut() = http::Version::HTTP_11;
-        let scheme = if matches!(self, UpstreamClient::Mtls(_)) {
-            Scheme::HTTPS
-        } else {
-            Scheme::HTTP
-        };
-        let authority = match req.uri().authority() {
-            Some(a) => a.clone(),
-            None => match req
-                .headers()
-                .get(http::header::HOST)
-                .filter(|h| h.to_str().is_ok())
-            {
-                Some(host) => {
-                    Authority::from_maybe_shared(Bytes::copy_from_slice(host.as_bytes()))?
-                }
-                None => Authority::try_from(addr.to_string())?,
-            },
-        };
-        // The request's path and query as they are (refcounted, not
-        // re-parsed), with the scheme and authority set.
-        let mut parts = std::mem::take(req.uri_mut()).into_parts();
-        parts.scheme = Some(scheme);
-        parts.authority = Some(authority);
-        if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(PathAndQuery::from_static("/"));
-        }
-        *req.uri_mut() = Uri::from_parts(parts)?;
         match self {
             UpstreamClient::Plain(pool) => pool.send(req).await,
             UpstreamClient::Mtls(pool) => pool.send(req).await,
@@ -484,24 +453,17 @@ impl UpstreamClient {
     }
 }
 
-/// Forwards `req` over plain HTTP/1.1 to `addr` whatever its URI names (the
-/// local app inbound, a passthrough destination outbound) on a connection of
-/// `pool`, keeping the request as written otherwise: hop-by-hop headers
+/// Forwards `req` over plain HTTP/1.1 to `pool`'s address whatever its URI
+/// names (the local app inbound, a passthrough destination outbound),
+/// keeping the request as written otherwise: hop-by-hop headers
 /// stripped both ways, an ambiguously framed answer refused and its
 /// connection closed, errors mapped to Envoy's flags.
 pub(crate) async fn forward_plain(
     pool: &Pool<HttpConnector>,
-    addr: SocketAddr,
     mut req: Request<Body>,
 ) -> Result<Response<Body>, BoxError> {
     crate::headers::strip_hop_by_hop(req.headers_mut());
     *req.version_mut() = http::Version::HTTP_11;
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    *req.uri_mut() = Uri::builder()
-        .scheme("http")
-        .authority(addr.to_string())
-        .path_and_query(path)
-        .build()?;
     let mut res = pool.send(req).await?.map(body::boxed);
     crate::headers::strip_hop_by_hop(res.headers_mut());
     Ok(res)

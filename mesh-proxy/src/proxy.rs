@@ -843,7 +843,7 @@ impl Outbound {
         // Envoy's PassthroughCluster: to where the app was connecting, with
         // the request as the app wrote it.
         let pool = self.passthrough.get(dst);
-        Box::pin(async move { crate::cluster::forward_plain(&pool, dst, req).await })
+        Box::pin(async move { crate::cluster::forward_plain(&pool, req).await })
     }
 }
 

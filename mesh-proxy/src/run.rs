@@ -493,17 +493,16 @@ fn inbound_service(
             req.headers_mut().insert(XFCC, value);
         }
         // A captured connection goes to the app at the port it was sent to.
-        let target = match (app, &app_pool) {
-            (Some(app), Some(pool)) => Some((app, pool.clone())),
-            _ => req
+        let pool = match &app_pool {
+            Some(pool) => Some(pool.clone()),
+            None => req
                 .extensions()
                 .get::<OriginalDst>()
-                .map(|d| capture::app_address(d.0))
-                .map(|app| (app, pools.get(app))),
+                .map(|d| pools.get(capture::app_address(d.0))),
         };
         async move {
-            let (app, pool) = target.ok_or("an inbound request without an app address")?;
-            crate::cluster::forward_plain(&pool, app, req).await
+            let pool = pool.ok_or("an inbound request without an app address")?;
+            crate::cluster::forward_plain(&pool, req).await
         }
     });
     if authz.is_empty() {

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
-use hyper_util::client::legacy::connect::Connected;
 use tokio::time::Instant;
 
 use crate::body::Body;
@@ -15,14 +14,11 @@ use crate::body::Body;
 /// An HTTP/1.1 connection: one request at a time.
 pub(super) struct Http1Conn {
     pub(super) tx: http1::SendRequest<Body>,
-    /// What the connector said of it (the peer's identity over mTLS).
-    pub(super) info: Arc<Connected>,
 }
 
 /// The shared HTTP/2 connection.
 struct Http2Conn {
     tx: http2::SendRequest<Body>,
-    info: Arc<Connected>,
     /// When a request last took it: idle since then.
     last_used: Instant,
 }
@@ -72,7 +68,7 @@ impl Connections {
             let now = Instant::now();
             if !shared.tx.is_closed() && now.duration_since(shared.last_used) < self.timeout {
                 shared.last_used = now;
-                return Some(Checkout::Http2(shared.tx.clone(), shared.info.clone()));
+                return Some(Checkout::Http2(shared.tx.clone()));
             }
             state.shared = None;
         }
@@ -106,14 +102,13 @@ impl Connections {
 
     /// Shares `tx` as the pool's HTTP/2 connection unless an open one is
     /// shared already.
-    pub(super) fn share(self: &Arc<Self>, tx: &http2::SendRequest<Body>, info: &Arc<Connected>) {
+    pub(super) fn share(self: &Arc<Self>, tx: &http2::SendRequest<Body>) {
         let mut state = self.lock();
         if state.shared.as_ref().is_some_and(|s| !s.tx.is_closed()) {
             return;
         }
         state.shared = Some(Http2Conn {
             tx: tx.clone(),
-            info: info.clone(),
             last_used: Instant::now(),
         });
         self.reap_later(&mut state);
@@ -199,5 +194,5 @@ impl fmt::Debug for Connections {
 /// A connection taken from the pool for one request.
 pub(super) enum Checkout {
     Http1(Http1Conn),
-    Http2(http2::SendRequest<Body>, Arc<Connected>),
+    Http2(http2::SendRequest<Body>),
 }

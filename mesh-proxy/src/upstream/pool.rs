@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::{Authority, Parts, Scheme};
+use http::uri::{Authority, Parts, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::client::conn::{http1, http2};
 use hyper::rt::{Read, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::connect::Connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use mesh_core::BoxError;
 use tower::ServiceExt;
@@ -73,7 +73,7 @@ impl<C> fmt::Debug for Pool<C> {
 /// A connection just made.
 enum Fresh {
     Http1(Http1Conn),
-    Http2(http2::SendRequest<Body>, Arc<Connected>),
+    Http2(http2::SendRequest<Body>),
 }
 
 /// Why a request on one connection failed.
@@ -123,7 +123,8 @@ where
     C::Future: Send,
     C::Error: Into<BoxError>,
 {
-    /// Sends `req`, whose URI must have a scheme and an authority, on a
+    /// Sends `req` (origin-form with a `Host`, or absolute-form: it is put in
+    /// the form its connection's protocol sends, the authority kept) on a
     /// pooled connection if one is ready, else on a new one. A request that
     /// a reused connection closed before it was written is sent once more
     /// on a new connection.
@@ -146,7 +147,7 @@ where
     async fn send_new(&self, req: Request<Body>) -> Result<Response<PoolBody>, BoxError> {
         let conn = match self.connect().await? {
             Fresh::Http1(conn) => Checkout::Http1(conn),
-            Fresh::Http2(tx, info) => Checkout::Http2(tx, info),
+            Fresh::Http2(tx) => Checkout::Http2(tx),
         };
         match self.send_on(conn, req).await {
             Ok(res) => Ok(res),
@@ -164,15 +165,13 @@ where
     ) -> Result<Response<PoolBody>, Failed> {
         match conn {
             Checkout::Http1(mut conn) => {
-                let (req, scheme, authority) = origin_form(req);
+                let mut req = req;
+                origin_form(&mut req, &self.inner.dst);
                 let res = match conn.tx.try_send_request(req).await {
                     Ok(res) => res,
                     Err(mut e) => {
                         return Err(match e.take_message() {
-                            Some(req) => Failed::NotSent(
-                                Box::new(absolute_form(req, scheme, authority)),
-                                e.into_error(),
-                            ),
+                            Some(req) => Failed::NotSent(Box::new(req), e.into_error()),
                             None => Failed::Error(upstream_error(e.into_error())),
                         });
                     }
@@ -181,15 +180,14 @@ where
                     // `conn` is dropped, never reused.
                     return Err(Failed::Error(e));
                 }
-                let (mut parts, body) = res.into_parts();
-                conn.info.get_extras(&mut parts.extensions);
+                // The connection's details (hyper-util's `HttpInfo`, the
+                // peer) are not copied into the response: nothing reads them.
                 let release = Release::new(conn, self.inner.conns.clone());
-                Ok(Response::from_parts(
-                    parts,
-                    PoolBody::new(body, Some(release)),
-                ))
+                Ok(res.map(|body| PoolBody::new(body, Some(release))))
             }
-            Checkout::Http2(mut tx, info) => {
+            Checkout::Http2(mut tx) => {
+                let mut req = req;
+                absolute_form(&mut req, &self.inner.dst);
                 let res = match tx.try_send_request(req).await {
                     Ok(res) => res,
                     Err(mut e) => {
@@ -202,9 +200,7 @@ where
                 if let Some(e) = ambiguous_framing(&res) {
                     return Err(Failed::Error(e));
                 }
-                let (mut parts, body) = res.into_parts();
-                info.get_extras(&mut parts.extensions);
-                Ok(Response::from_parts(parts, PoolBody::new(body, None)))
+                Ok(res.map(|body| PoolBody::new(body, None)))
             }
         }
     }
@@ -216,8 +212,8 @@ where
         }
         let _connecting = self.inner.connecting_h2.lock().await;
         // Made by whoever held the lock before?
-        if let Some(Checkout::Http2(tx, info)) = self.inner.conns.checkout() {
-            return Ok(Fresh::Http2(tx, info));
+        if let Some(Checkout::Http2(tx)) = self.inner.conns.checkout() {
+            return Ok(Fresh::Http2(tx));
         }
         self.connect_once().await
     }
@@ -230,8 +226,7 @@ where
             .oneshot(inner.dst.clone())
             .await
             .map_err(|e| connect_error(e.into()))?;
-        let info = Arc::new(io.connected());
-        if inner.http2_only || info.is_negotiated_h2() {
+        if inner.http2_only || io.connected().is_negotiated_h2() {
             let (mut tx, conn) = inner.h2.handshake(io).await.map_err(upstream_error)?;
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -239,8 +234,8 @@ where
                 }
             });
             tx.ready().await.map_err(upstream_error)?;
-            inner.conns.share(&tx, &info);
-            Ok(Fresh::Http2(tx, info))
+            inner.conns.share(&tx);
+            Ok(Fresh::Http2(tx))
         } else {
             let (tx, conn) = inner.h1.handshake(io).await.map_err(upstream_error)?;
             tokio::spawn(async move {
@@ -248,47 +243,65 @@ where
                     tracing::debug!(error = %e, "upstream HTTP/1.1 connection");
                 }
             });
-            Ok(Fresh::Http1(Http1Conn { tx, info }))
+            Ok(Fresh::Http1(Http1Conn { tx }))
         }
     }
 }
 
-/// The request as HTTP/1.1 sends it: origin-form, with a `Host` from the
-/// URI's authority unless it has one (as hyper-util does: no port if it is
-/// the scheme's default); the scheme and authority are given back to
-/// restore the request if it must go on another connection.
-fn origin_form(mut req: Request<Body>) -> (Request<Body>, Option<Scheme>, Option<Authority>) {
+/// Makes `req` origin-form, as HTTP/1.1 sends it: a URI's scheme and
+/// authority are dropped, the authority kept in `Host` unless there is one
+/// (as hyper-util does: no port if it is the scheme's default); a request
+/// with neither gets the pool's address. An origin-form request with a
+/// `Host`, as nearly all are, is left as it is.
+fn origin_form(req: &mut Request<Body>, dst: &Uri) {
+    let has_host = req.headers().contains_key(http::header::HOST);
+    let uri = req.uri();
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        if !has_host && let Some(host) = dst.authority().and_then(|a| host_header(dst.scheme(), a))
+        {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+        return;
+    }
     let Parts {
         scheme,
         authority,
         path_and_query,
         ..
     } = std::mem::take(req.uri_mut()).into_parts();
-    if let Some(authority) = &authority
-        && !req.headers().contains_key(http::header::HOST)
-        && let Some(host) = host_header(scheme.as_ref(), authority)
+    let authority = authority.or_else(|| dst.authority().cloned());
+    if !has_host
+        && let Some(authority) = &authority
+        && let Some(host) = host_header(scheme.as_ref().or(dst.scheme()), authority)
     {
         req.headers_mut().insert(http::header::HOST, host);
     }
-    if let Some(path) = path_and_query {
-        let mut parts = Parts::default();
-        parts.path_and_query = Some(path);
-        *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
-    }
-    (req, scheme, authority)
+    let mut parts = Parts::default();
+    parts.path_and_query = Some(path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/")));
+    *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
 }
 
-/// The request with its scheme and authority back.
-fn absolute_form(
-    mut req: Request<Body>,
-    scheme: Option<Scheme>,
-    authority: Option<Authority>,
-) -> Request<Body> {
+/// Makes `req` absolute-form, as HTTP/2 sends it (`:scheme`, `:authority`):
+/// the pool's scheme, and the request's authority (its URI's, else its
+/// `Host`, else the pool's address).
+fn absolute_form(req: &mut Request<Body>, dst: &Uri) {
+    let uri = req.uri();
+    if uri.authority().is_some() && uri.scheme() == dst.scheme() {
+        return;
+    }
     let mut parts = std::mem::take(req.uri_mut()).into_parts();
-    parts.scheme = scheme;
-    parts.authority = authority;
+    if parts.authority.is_none() {
+        parts.authority = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .or_else(|| dst.authority().cloned());
+    }
+    parts.scheme = dst.scheme().cloned();
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
     *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
-    req
 }
 
 /// `Host` for `authority`: without the port when it is the scheme's default.
@@ -303,4 +316,64 @@ fn host_header(scheme: Option<&Scheme>, authority: &Authority) -> Option<HeaderV
         _ => authority.as_str(),
     };
     HeaderValue::from_str(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::body;
+
+    fn req(uri: &str, host: Option<&str>) -> Request<Body> {
+        let mut b = Request::builder().uri(uri);
+        if let Some(h) = host {
+            b = b.header(http::header::HOST, h);
+        }
+        b.body(body::full("")).unwrap()
+    }
+
+    fn host(req: &Request<Body>) -> Option<&str> {
+        req.headers()
+            .get(http::header::HOST)
+            .map(|h| h.to_str().unwrap())
+    }
+
+    #[test]
+    fn http1_requests_go_origin_form_with_their_authority_in_host() {
+        let dst: Uri = "http://10.0.0.7:9080/".parse().unwrap();
+        let cases = [
+            // (uri, host, uri sent, host sent)
+            ("/a?b", Some("web"), "/a?b", Some("web")),
+            ("/a", None, "/a", Some("10.0.0.7:9080")),
+            ("http://web:80/a?b", None, "/a?b", Some("web")),
+            ("http://web:8080/a", None, "/a", Some("web:8080")),
+            ("http://web/a", Some("other"), "/a", Some("other")),
+            ("http://web", None, "/", Some("web")),
+        ];
+        for (uri, h, want_uri, want_host) in cases {
+            let mut r = req(uri, h);
+            origin_form(&mut r, &dst);
+            assert_eq!(r.uri().to_string(), want_uri, "{uri}");
+            assert_eq!(host(&r), want_host, "{uri}");
+        }
+    }
+
+    #[test]
+    fn http2_requests_go_absolute_form_with_the_pools_scheme() {
+        let plain: Uri = "http://10.0.0.7:9080/".parse().unwrap();
+        let tls: Uri = "https://10.0.0.7:9080/".parse().unwrap();
+        let cases = [
+            (&plain, "/a?b", Some("web:9080"), "http://web:9080/a?b"),
+            (&plain, "/a", None, "http://10.0.0.7:9080/a"),
+            (&plain, "http://web/a", Some("other"), "http://web/a"),
+            (&tls, "/a", Some("web"), "https://web/a"),
+            (&tls, "http://web/a", None, "https://web/a"),
+        ];
+        for (dst, uri, h, want) in cases {
+            let mut r = req(uri, h);
+            absolute_form(&mut r, dst);
+            assert_eq!(r.uri().to_string(), want, "{uri} to {dst}");
+        }
+    }
 }

@@ -38,6 +38,7 @@ pub mod dns;
 mod framing;
 mod graceful;
 mod headers;
+mod hyper_service;
 pub mod iptables;
 mod metrics;
 mod normalize;

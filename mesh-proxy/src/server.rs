@@ -12,7 +12,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use mesh_tls::{InboundStream, MtlsAcceptor, PeerInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,6 +20,7 @@ use tower::Service;
 
 use crate::capture::OriginalDst;
 use crate::framing::FramingGuard;
+use crate::hyper_service::HyperService;
 use crate::observe::LogBody;
 
 /// Envoy's default limit on the size of request headers: 60 KiB
@@ -278,7 +278,7 @@ pub(crate) async fn serve_http<I, S>(
     let guard = FramingGuard::new(io, limits.max_header_bytes)
         .with_head_timeout(limits.header_read_timeout)
         .with_idle_timeout(limits.idle_timeout);
-    let conn = builder.serve_connection(TokioIo::new(guard), TowerToHyperService::new(svc));
+    let conn = builder.serve_connection(TokioIo::new(guard), HyperService::new(svc));
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
     }

@@ -1,0 +1,168 @@
+//! [`HyperService`]: a connection's tower service, served to hyper without
+//! a clone and a `oneshot` per request.
+//!
+//! hyper calls its service through `&self`, so hyper-util's adapter clones
+//! the tower service for every request and drives the clone with `oneshot`
+//! (the request moved in and out of it). Here hyper's calls all come from
+//! the connection's own task, so the service sits in a `RefCell`: each call
+//! asks it for readiness (with a no-op waker: there is no task at hand) and
+//! calls it at once when it is ready, as the proxy's stacks always are. A
+//! service that is not ready is served as hyper-util does, by a clone driven
+//! to readiness in the response future; it is never called unready.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use pin_project_lite::pin_project;
+use tower::Service;
+use tower::util::Oneshot;
+
+/// Serves `S` to hyper (see the [module docs](self)).
+#[derive(Debug)]
+pub(crate) struct HyperService<S> {
+    inner: RefCell<S>,
+    /// Cloned for a request that finds `inner` busy (a call made from
+    /// within a call, which hyper does not do) or not ready.
+    spare: S,
+}
+
+impl<S: Clone> HyperService<S> {
+    pub(crate) fn new(service: S) -> Self {
+        HyperService {
+            inner: RefCell::new(service.clone()),
+            spare: service,
+        }
+    }
+}
+
+impl<S, R> hyper::service::Service<R> for HyperService<S>
+where
+    S: Service<R> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, R>;
+
+    fn call(&self, req: R) -> Self::Future {
+        let Ok(mut svc) = self.inner.try_borrow_mut() else {
+            return ResponseFuture::oneshot(self.spare.clone(), req);
+        };
+        match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => ResponseFuture {
+                state: State::Called {
+                    future: svc.call(req),
+                },
+            },
+            Poll::Ready(Err(error)) => ResponseFuture {
+                state: State::Failed { error: Some(error) },
+            },
+            Poll::Pending => ResponseFuture::oneshot(svc.clone(), req),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`HyperService`].
+    pub(crate) struct ResponseFuture<S, R>
+    where
+        S: Service<R>,
+    {
+        #[pin]
+        state: State<S, R>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, R>
+    where
+        S: Service<R>,
+    {
+        Called { #[pin] future: S::Future },
+        NotReady { #[pin] oneshot: Oneshot<S, R> },
+        Failed { error: Option<S::Error> },
+    }
+}
+
+impl<S: Service<R>, R> ResponseFuture<S, R> {
+    fn oneshot(service: S, req: R) -> Self {
+        ResponseFuture {
+            state: State::NotReady {
+                oneshot: Oneshot::new(service, req),
+            },
+        }
+    }
+}
+
+impl<S: Service<R>, R> Future for ResponseFuture<S, R> {
+    type Output = Result<S::Response, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Called { future } => future.poll(cx),
+            StateProj::NotReady { oneshot } => oneshot.poll(cx),
+            StateProj::Failed { error } => match error.take() {
+                Some(e) => Poll::Ready(Err(e)),
+                // Polled again after its error: it never answers.
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Once called, ready again only every other time it is asked.
+    #[derive(Clone)]
+    struct Flaky {
+        asked: Arc<AtomicUsize>,
+        ready: bool,
+    }
+
+    impl Service<u32> for Flaky {
+        type Response = u32;
+        type Error = &'static str;
+        type Future = std::future::Ready<Result<u32, &'static str>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            if self.ready || self.asked.fetch_add(1, Ordering::SeqCst) % 2 == 1 {
+                self.ready = true;
+                return Poll::Ready(Ok(()));
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+
+        fn call(&mut self, req: u32) -> Self::Future {
+            assert!(self.ready, "called unready");
+            self.ready = false;
+            std::future::ready(Ok(req * 2))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_ready_service_is_called_in_place_and_an_unready_one_on_a_clone() {
+        let svc = HyperService::new(Flaky {
+            asked: Arc::default(),
+            ready: true,
+        });
+        let first = hyper::service::Service::call(&svc, 1);
+        assert!(
+            matches!(first.state, State::Called { .. }),
+            "ready: in place"
+        );
+        assert_eq!(first.await, Ok(2));
+        // Now asked once, not ready: a clone waits for readiness.
+        let second = hyper::service::Service::call(&svc, 2);
+        assert!(matches!(second.state, State::NotReady { .. }));
+        assert_eq!(second.await, Ok(4));
+    }
+}

@@ -21,7 +21,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 
 /// The shutdown signal of one listener's connections.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Graceful {
     shared: Arc<Shared>,
 }
@@ -50,7 +50,9 @@ impl Shared {
 
 impl Graceful {
     pub(crate) fn new() -> Self {
-        Graceful::default()
+        Graceful {
+            shared: Arc::default(),
+        }
     }
 
     /// A watcher for one connection: shutdown waits until it is dropped.
@@ -68,16 +70,7 @@ impl Graceful {
     /// Asks every watched connection to shut down gracefully, and returns
     /// once every watcher is gone.
     pub(crate) async fn shutdown(self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        let wakers: Vec<Waker> = self
-            .shared
-            .lock()
-            .watchers
-            .values()
-            .flatten()
-            .cloned()
-            .collect();
-        wakers.into_iter().for_each(Waker::wake);
+        self.begin();
         loop {
             let gone = self.shared.all_gone.notified();
             tokio::pin!(gone);
@@ -88,6 +81,30 @@ impl Graceful {
             }
             gone.await;
         }
+    }
+}
+
+impl Graceful {
+    /// Tells every watched connection to shut down.
+    fn begin(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let wakers: Vec<Waker> = self
+            .shared
+            .lock()
+            .watchers
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Dropped without [`shutdown`](Graceful::shutdown) (its task cancelled),
+/// the connections are still asked to shut down, as hyper-util's are.
+impl Drop for Graceful {
+    fn drop(&mut self) {
+        self.begin();
     }
 }
 
@@ -231,6 +248,18 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), shutdown)
             .await
             .expect("returns once every watcher is gone")
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_the_signal_asks_the_connections_too() {
+        let graceful = Graceful::new();
+        let conn = tokio::spawn(graceful.watcher().watch_with(Conn::default(), ask));
+        tokio::task::yield_now().await;
+        drop(graceful);
+        tokio::time::timeout(Duration::from_secs(1), conn)
+            .await
+            .expect("asked and ended")
             .unwrap();
     }
 

@@ -7,8 +7,10 @@
 //! the connection's own task, so the service sits in a `RefCell`: each call
 //! asks it for readiness (with a no-op waker: there is no task at hand) and
 //! calls it at once when it is ready, as the proxy's stacks always are. A
-//! service that is not ready is served as hyper-util does, by a clone driven
-//! to readiness in the response future; it is never called unready.
+//! service that is not ready goes with the request into the response future,
+//! which drives it to readiness (it may hold a place in a queue, such as a
+//! semaphore's, that a fresh clone would wait behind), and a fresh clone
+//! takes its place for the next request; it is never called unready.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -58,7 +60,10 @@ where
             Poll::Ready(Err(error)) => ResponseFuture {
                 state: State::Failed { error: Some(error) },
             },
-            Poll::Pending => ResponseFuture::oneshot(svc.clone(), req),
+            Poll::Pending => {
+                let fresh = self.spare.clone();
+                ResponseFuture::oneshot(std::mem::replace(&mut *svc, fresh), req)
+            }
         }
     }
 }
@@ -160,9 +165,11 @@ mod tests {
             "ready: in place"
         );
         assert_eq!(first.await, Ok(2));
-        // Now asked once, not ready: a clone waits for readiness.
+        // Now asked once, not ready: it goes with the request, which waits
+        // for its readiness, and a fresh clone serves the next.
         let second = hyper::service::Service::call(&svc, 2);
         assert!(matches!(second.state, State::NotReady { .. }));
+        assert!(svc.inner.borrow().ready, "a fresh clone took its place");
         assert_eq!(second.await, Ok(4));
     }
 }

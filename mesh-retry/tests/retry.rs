@@ -505,6 +505,21 @@ async fn the_retry_limit_refuses_retries_and_returns_the_last_response() {
     assert_eq!(send(&layer, &up, get()).await.unwrap().status(), 200);
     assert_eq!(*seen_in_flight.lock().unwrap(), vec![0, 1]);
     assert_eq!(limit.in_flight(), 0);
+
+    // A retry's slot is given back when its attempt ends, not with the
+    // request: a limit of one allows one retry after another.
+    let seen_in_flight = Arc::new(Mutex::new(Vec::new()));
+    let up = Upstream::new({
+        let limit = limit.clone();
+        let seen = seen_in_flight.clone();
+        move |n| {
+            seen.lock().unwrap().push(limit.in_flight());
+            Act::Status(if n < 2 { 503 } else { 200 })
+        }
+    });
+    assert_eq!(send(&layer, &up, get()).await.unwrap().status(), 200);
+    assert_eq!(*seen_in_flight.lock().unwrap(), vec![0, 1, 1]);
+    assert_eq!(layer.stats().overflow(), 1, "no overflow this time");
 }
 
 #[tokio::test(start_paused = true)]
@@ -594,7 +609,33 @@ async fn hedging_takes_the_first_good_answer_and_cancels_the_other() {
     assert_eq!(up.seen()[1].attempt_header, "2");
     assert_eq!(layer.stats().hedges(), 1);
 
+    // Each attempt keeps its own per-try timeout beside the hedge: the
+    // first times out at 100 ms while the hedge (from 50 ms) still runs, the
+    // hedge at 150 ms, and then a retry answers.
+    let layer = RetryLayer::new(RetryPolicy {
+        hedge_delay: Some(Duration::from_millis(50)),
+        per_try_timeout: Some(Duration::from_millis(100)),
+        backoff: Backoff::with_max(Duration::from_millis(1), Duration::from_millis(1)).unwrap(),
+        ..policy(3, "5xx")
+    });
+    let up = Upstream::new(|n| if n < 2 { Act::Hang } else { Act::Status(200) });
+    let start = Instant::now();
+    let res = send(&layer, &up, get()).await.unwrap();
+    assert_eq!(res.body(), "try 3");
+    let at: Vec<Duration> = up.seen().iter().map(|s| s.at - start).collect();
+    assert_eq!(at[..2], [Duration::ZERO, Duration::from_millis(50)]);
+    let third = at[2];
+    assert!(
+        third >= Duration::from_millis(150) && third <= Duration::from_millis(151),
+        "the retry after the hedge's own timeout: {third:?}"
+    );
+    assert_eq!(layer.stats().per_try_timeouts(), 2);
+
     // An answer within the delay: no hedge.
+    let layer = RetryLayer::new(RetryPolicy {
+        hedge_delay: Some(Duration::from_millis(50)),
+        ..policy(2, "5xx")
+    });
     let up = Upstream::new(|_| Act::Delay(20, 200));
     send(&layer, &up, get()).await.unwrap();
     assert_eq!(up.calls(), 1);

@@ -3,7 +3,7 @@
 //! shared HTTP/2 connection.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
@@ -129,14 +129,23 @@ impl Connections {
         state.reaping = true;
         let conns = Arc::downgrade(self);
         runtime.spawn(async move {
+            // Cancelled (its runtime shutting down), the reaper says so, so
+            // that a pool used on another runtime starts another.
+            let mut reaping = Reaping {
+                conns,
+                stopped: false,
+            };
             loop {
-                let next = match conns.upgrade() {
+                let next = match reaping.conns.upgrade() {
                     Some(conns) => conns.expire(),
                     None => return,
                 };
                 match next {
                     Some(at) => tokio::time::sleep_until(at).await,
-                    None => return,
+                    None => {
+                        reaping.stopped = true;
+                        return;
+                    }
                 }
             }
         });
@@ -188,6 +197,23 @@ impl fmt::Debug for Connections {
             .field("idle", &state.idle.len())
             .field("shared", &state.shared.is_some())
             .finish()
+    }
+}
+
+/// A running reaper: clears [`State::reaping`] if dropped before it
+/// stopped on its own (`expire` clears it then).
+struct Reaping {
+    conns: Weak<Connections>,
+    stopped: bool,
+}
+
+impl Drop for Reaping {
+    fn drop(&mut self) {
+        if !self.stopped
+            && let Some(conns) = self.conns.upgrade()
+        {
+            conns.lock().reaping = false;
+        }
     }
 }
 

@@ -452,10 +452,13 @@ fn pods_talk_through_captured_sidecars() {
             .collect();
         assert_eq!(flags, vec![serde_json::json!("NR")]);
 
-        // 6b. Where an AuthorizationPolicy applies, HTTP disguised as opaque
-        //     bytes (a leading blank line, which servers skip) does not reach
-        //     the app around it: opaque inbound traffic is refused.
-        //     PERMISSIVE, so a pod without a sidecar can try.
+        // 6b. HTTP behind a leading blank line (which servers skip) is
+        //     sniffed as HTTP, not passed to the app as opaque bytes around
+        //     the HTTP path: the policy applies (403), and an allowed request
+        //     is forwarded as HTTP (the echo app's echo of it is no HTTP
+        //     answer: 502), never echoed back raw with its forged
+        //     `x-forwarded-client-cert`. PERMISSIVE, so a pod without a
+        //     sidecar can try.
         mesh.serve_in(&guarded, || serve_echo(7002));
         let guarded_config = format!(
             "{}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: deny-admin}}\nspec:\n  action: DENY\n  rules:\n  - to: [{{operation: {{paths: [/admin]}}}}]\n",
@@ -472,20 +475,25 @@ fn pods_talk_through_captured_sidecars() {
             &[],
         );
         let guarded_echo = SocketAddr::from((guarded.ip, 7002));
-        let disguised = mesh.block_in(&stranger, async move {
-            let mut tcp = TcpStream::connect(guarded_echo).await.unwrap();
-            let _ = tcp
-                .write_all(b"\r\nGET /admin HTTP/1.1\r\nHost: guarded\r\n\r\n")
-                .await;
-            let mut buf = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
-            buf
-        });
-        assert!(
-            disguised.is_empty(),
-            "opaque bytes reached the app past the policy: {:?}",
-            String::from_utf8_lossy(&disguised)
-        );
+        let disguised = |path: &'static str| {
+            mesh.block_in(&stranger, async move {
+                let mut tcp = TcpStream::connect(guarded_echo).await.unwrap();
+                let request = format!(
+                    "\r\nGET {path} HTTP/1.1\r\nHost: guarded\r\n\
+                     x-forwarded-client-cert: By=spiffe://forged\r\nConnection: close\r\n\r\n"
+                );
+                let _ = tcp.write_all(request.as_bytes()).await;
+                let mut buf = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+        };
+        let denied = disguised("/admin");
+        assert!(denied.starts_with("HTTP/1.1 403"), "{denied}");
+        let allowed = disguised("/");
+        assert!(allowed.starts_with("HTTP/1.1 502"), "{allowed}");
+        assert!(!allowed.contains("forged"), "{allowed}");
 
         // 7. A connection made to the capture port itself (not redirected:
         //    no original destination) is closed unanswered, not served in a

@@ -36,6 +36,18 @@ pub(crate) enum Sniffed {
 
 /// Classifies a prefix; `None` while it could still go either way.
 pub(crate) fn classify(prefix: &[u8]) -> Option<Sniffed> {
+    // Empty lines before a request line are skipped, as HTTP servers do (RFC
+    // 9112 §2.2; so do hyper and the framing guard): HTTP behind a blank
+    // line is HTTP, not opaque bytes to pass to the app around the HTTP
+    // path (its `x-forwarded-client-cert` unchecked, its policies unapplied).
+    let start = prefix
+        .iter()
+        .position(|&b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(prefix.len());
+    if start >= MAX_SNIFF {
+        return Some(Sniffed::Opaque);
+    }
+    let prefix = &prefix[start..];
     if prefix.is_empty() {
         return None;
     }
@@ -205,6 +217,15 @@ mod tests {
         assert_eq!(classify(b"SET k v\r\n"), Some(Sniffed::Opaque));
         assert_eq!(classify(b"AUTH x\r\n"), Some(Sniffed::Opaque));
         assert_eq!(classify(b"GET /a HTTP/2.0\r\n"), Some(Sniffed::Opaque));
+        // Empty lines before the request line are skipped, as servers do.
+        assert_eq!(classify(b"\r\nGET / HTTP/1.1\r\n"), Some(Sniffed::Http));
+        assert_eq!(
+            classify(b"\n\r\n\nPOST /x HTTP/1.0\r\n"),
+            Some(Sniffed::Http)
+        );
+        assert_eq!(classify(b"\r\n\r\n"), None);
+        assert_eq!(classify(b"\r\nSET k v\r\n"), Some(Sniffed::Opaque));
+        assert_eq!(classify(&[b'\n'; MAX_SNIFF]), Some(Sniffed::Opaque));
         assert_eq!(classify(b"GET /a HTTP/1"), None);
         assert_eq!(classify(b"GET /a HTTP/1.0"), Some(Sniffed::Http));
         assert_eq!(classify(b"GET /a"), None);

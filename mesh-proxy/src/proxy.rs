@@ -366,12 +366,18 @@ fn tcp_route(
         port: port.number,
     }
     .name();
+    let connect_timeout = policy
+        .connection_pool
+        .as_ref()
+        .and_then(|cp| cp.connect_timeout)
+        .unwrap_or(crate::tcp::CONNECT_TIMEOUT);
     Ok(TcpRoute::new(
         host.into(),
         service.name.clone().into(),
         cluster.into(),
         endpoints,
         tls,
+        connect_timeout,
     ))
 }
 

@@ -37,6 +37,9 @@ pub(crate) struct TcpRoute {
     pub(crate) cluster: Arc<str>,
     endpoints: Vec<SocketAddr>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The DestinationRule's `connectionPool.tcp.connectTimeout` (Envoy's
+    /// default 10 s).
+    connect_timeout: Duration,
     next: AtomicUsize,
 }
 
@@ -47,6 +50,7 @@ impl TcpRoute {
         cluster: Arc<str>,
         endpoints: Vec<SocketAddr>,
         tls: Option<Arc<rustls::ClientConfig>>,
+        connect_timeout: Duration,
     ) -> Self {
         TcpRoute {
             host,
@@ -54,6 +58,7 @@ impl TcpRoute {
             cluster,
             endpoints,
             tls,
+            connect_timeout,
             next: AtomicUsize::new(0),
         }
     }
@@ -83,12 +88,12 @@ impl TcpRoute {
 
     async fn connect_one(&self, addr: SocketAddr) -> Result<Box<dyn Stream>, BoxError> {
         match &self.tls {
-            None => Ok(Box::new(connect_plain(addr).await?)),
+            None => Ok(Box::new(connect_within(addr, self.connect_timeout).await?)),
             Some(config) => {
                 let mut http = HttpConnector::new();
                 http.enforce_http(false);
                 http.set_nodelay(true);
-                http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+                http.set_connect_timeout(Some(self.connect_timeout));
                 let mut connector = mesh_tls::MtlsConnector::with_connector(http, config.clone());
                 let uri: http::Uri = format!("https://{addr}").parse()?;
                 let stream = connector.ready().await?.call(uri).await?;
@@ -100,7 +105,12 @@ impl TcpRoute {
 
 /// A plain TCP connection with Envoy's connect timeout and `TCP_NODELAY`.
 pub(crate) async fn connect_plain(addr: SocketAddr) -> io::Result<TcpStream> {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    connect_within(addr, CONNECT_TIMEOUT).await
+}
+
+/// A plain TCP connection with `TCP_NODELAY`, given up after `timeout`.
+async fn connect_within(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     let _ = tcp.set_nodelay(true);
@@ -188,6 +198,40 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tcp_route_gives_up_connecting_after_its_connect_timeout() {
+        // A listener whose accept queue is full: the kernel drops further
+        // SYNs, so a connect to it hangs.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let connect = TcpStream::connect(addr);
+            if let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_millis(100), connect).await {
+                held.push(tcp);
+            }
+        }
+        let timeout = Duration::from_secs(2);
+        let route = TcpRoute::new(
+            "web".into(),
+            "web".into(),
+            "outbound|80||web".into(),
+            vec![addr],
+            None,
+            timeout,
+        );
+        let start = tokio::time::Instant::now();
+        assert!(route.connect().await.is_err());
+        let took = start.elapsed();
+        assert!(
+            took >= timeout && took < CONNECT_TIMEOUT,
+            "gave up after {took:?}, not the route's {timeout:?}"
+        );
+        drop((held, listener));
+    }
 
     #[tokio::test]
     async fn pump_copies_both_ways_and_counts_each_direction() {

@@ -820,3 +820,34 @@ async fn a_classifier_that_does_not_judge_by_status_is_asked_below_500() {
     assert_eq!(res.status(), 299);
     assert_eq!(up.calls(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_status_below_400_is_retried_when_listed() {
+    let retry_on: mesh_retry::RetryOn = "retriable-status-codes".parse().unwrap();
+    let retry_on = retry_on.with_status_codes([StatusCode::FOUND]);
+    let layer = RetryLayer::new(RetryPolicy::new(2, retry_on));
+    let up = Upstream::new(|n| {
+        if n == 0 {
+            Act::Status(302)
+        } else {
+            Act::Status(200)
+        }
+    });
+    let res = send(&layer, &up, get()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(up.calls(), 2, "the listed 302 was retried");
+
+    // Not listed: a 302 is the answer.
+    let up = Upstream::new(|n| {
+        if n == 0 {
+            Act::Status(302)
+        } else {
+            Act::Status(200)
+        }
+    });
+    let res = send(&RetryLayer::new(policy(2, "5xx")), &up, get())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    assert_eq!(up.calls(), 1);
+}

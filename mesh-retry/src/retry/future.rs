@@ -146,7 +146,7 @@ where
 {
     /// `first` is the first attempt, `per_try_at` when its per-try timeout
     /// expires, `overall` the request's deadline (for `timeout`).
-    #[inline]
+    #[inline(always)]
     pub(super) fn new(
         handle: Handle<C>,
         first: S::Future,
@@ -205,6 +205,13 @@ where
                 && let Poll::Ready(result) = fut.poll(cx)
             {
                 this.primary.set(None);
+                // Most answers are settled by their status alone: returned
+                // without being moved through the retry decision.
+                if let Ok(res) = &result
+                    && this.ctl.settled(res)
+                {
+                    return Poll::Ready(result.map_err(Into::into));
+                }
                 if let Step::Return(result) = this.ctl.on_result(result.map_err(Into::into), false)
                 {
                     return Poll::Ready(result);
@@ -409,6 +416,14 @@ where
     B: Body,
     C: Classify,
 {
+    /// Whether `res` is the answer whatever the policy says: no retries, or a
+    /// status below 400 that no condition of the policy retries.
+    #[inline]
+    fn settled(&self, res: &Response<RB>) -> bool {
+        self.retry.is_none()
+            || (res.status().as_u16() < 400 && !self.handle.shared.retries_below_400)
+    }
+
     /// The primary attempt has ended: gives back its retry slot. Returns
     /// whether a hedged attempt is still running.
     fn end_primary(&mut self) -> bool {

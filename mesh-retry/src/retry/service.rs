@@ -139,8 +139,19 @@ where
         // The head is copied before this attempt's header and context go in,
         // so the copy does not clone them; each retry sets its own.
         let (mut parts, body) = req.into_parts();
-        let head = parts.clone();
         let (first_body, source) = BodySource::new(body, policy.replay_cap);
+        // Keep the service that was driven to readiness for this request's
+        // retries; the layer drives a fresh clone for the next request. The
+        // state is boxed as it is made, the head cloned straight into it.
+        let clone = self.inner.clone();
+        let mut state = Box::new(RetryState {
+            svc: std::mem::replace(&mut self.inner, clone),
+            head: parts.clone(),
+            body: source,
+            attempt: Attempt::FIRST,
+            retries_left: policy.attempts,
+            tried: None,
+        });
         mark_attempt_header(
             &mut parts.headers,
             Attempt::FIRST,
@@ -150,22 +161,16 @@ where
         // may be retried.
         let slot = policy.per_try_timeout.map(|_| EndpointSlot::new());
         first_context(&mut parts.extensions, slot.as_ref(), deadline);
-        let req = Request::from_parts(parts, first_body);
-        // Keep the service that was driven to readiness for this request's
-        // retries; the layer drives a fresh clone for the next request.
-        let clone = self.inner.clone();
-        let mut svc = std::mem::replace(&mut self.inner, clone);
-        let first = svc.call(req);
-        let state = RetryState {
-            svc,
-            head,
-            body: source,
-            attempt: Attempt::FIRST,
-            retries_left: policy.attempts,
-            tried: None,
-        };
-        let retry = Some(Box::new(state));
-        ResponseFuture::new(handle, first, per_try_at, overall, timeout, slot, retry)
+        let first = state.svc.call(Request::from_parts(parts, first_body));
+        ResponseFuture::new(
+            handle,
+            first,
+            per_try_at,
+            overall,
+            timeout,
+            slot,
+            Some(state),
+        )
     }
 }
 
@@ -173,6 +178,7 @@ where
 /// for what it tells them (a deadline, a slot for the endpoint): a request
 /// without one reads as the first attempt, which spares http's extensions map
 /// (three allocations) on the plain path.
+#[inline]
 fn first_context(
     extensions: &mut Extensions,
     slot: Option<&EndpointSlot>,

@@ -28,6 +28,10 @@ pub(crate) struct Shared<C> {
     /// may call it a 5xx failure (it does not promise
     /// [`server_errors_by_status`](Classify::server_errors_by_status)).
     pub(crate) classify_below_500: bool,
+    /// Whether a response below 400 can be retried: a gRPC status or
+    /// `x-envoy-ratelimited` in its headers, a listed retriable status below
+    /// 400, or a classifier that may call it a 5xx failure.
+    pub(crate) retries_below_400: bool,
 }
 
 impl<C: Classify> Shared<C> {
@@ -36,9 +40,12 @@ impl<C: Classify> Shared<C> {
         policy.timeout = nonzero(policy.timeout);
         let retries = policy.retries_enabled();
         let classify = policy.retry_on.reads_classification();
+        let classify_below_500 = !classifier.server_errors_by_status();
+        let retries_below_400 = policy.retry_on.reads_success() || (classify && classify_below_500);
         Shared {
             policy,
-            classify_below_500: !classifier.server_errors_by_status(),
+            classify_below_500,
+            retries_below_400,
             classifier,
             budget: None,
             limit: None,

@@ -10,6 +10,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 use tower::util::Oneshot;
 
+use super::ReadyOneshot;
 use crate::headers;
 use crate::rewrite::RedirectService;
 use crate::split::Split;
@@ -106,8 +107,10 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let kind = match &mut self.kind {
+            // Called at once when the clone is ready (most destinations
+            // always are), sparing the request's move into a `Oneshot`.
             ForwardKind::Single(d) => FwdKind::Single {
-                future: Oneshot::new(D::clone(d), req),
+                future: ReadyOneshot::new(D::clone(d), req),
             },
             ForwardKind::Split(split) => FwdKind::Split {
                 future: split.call(req),
@@ -137,7 +140,7 @@ pin_project! {
     where
         D: Service<Req>,
     {
-        Single { #[pin] future: Oneshot<D, Req> },
+        Single { #[pin] future: ReadyOneshot<D, Req> },
         Split { #[pin] future: headers::ResponseFuture<Oneshot<D, Req>> },
         Redirect { response: Option<D::Response> },
     }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use http::uri::{Authority, Parts, PathAndQuery, Scheme};
@@ -47,10 +48,21 @@ struct Inner<C> {
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     conns: Arc<Connections>,
-    /// Held while an HTTP/2 connection is being made, so that concurrent
+    /// Held while an HTTP/2 connection is being made (or one may be: a TLS
+    /// connection whose protocol ALPN has not yet told), so that concurrent
     /// requests wait for it rather than each open their own.
     connecting_h2: tokio::sync::Mutex<()>,
+    /// Over TLS, what ALPN chose the last time: [`UNKNOWN`], [`H1`] or
+    /// [`H2`].
+    negotiated: AtomicU8,
 }
+
+/// No TLS connection made yet (or not over TLS).
+const UNKNOWN: u8 = 0;
+/// ALPN chose HTTP/1.1: connections are made concurrently.
+const H1: u8 = 1;
+/// ALPN chose HTTP/2: one shared connection.
+const H2: u8 = 2;
 
 impl<C> Clone for Pool<C> {
     fn clone(&self) -> Self {
@@ -106,6 +118,7 @@ impl<C> Pool<C> {
                 h2,
                 conns: Arc::new(Connections::new(config.idle_timeout)),
                 connecting_h2: tokio::sync::Mutex::new(()),
+                negotiated: AtomicU8::new(UNKNOWN),
             }),
         }
     }
@@ -206,14 +219,28 @@ where
     }
 
     /// A new connection, its task spawned; an HTTP/2 one shared.
+    ///
+    /// Over TLS, until ALPN has told the protocol, and then while it says
+    /// HTTP/2, connections are made one at a time: a burst of first requests
+    /// waits for the first connection and shares it, instead of each opening
+    /// its own (a handshake and a `maxConnections` slot each).
     async fn connect(&self) -> Result<Fresh, BoxError> {
-        if !self.inner.http2_only {
+        let inner = &*self.inner;
+        let tls = inner.dst.scheme() == Some(&Scheme::HTTPS);
+        let negotiated = inner.negotiated.load(Ordering::Acquire);
+        if !inner.http2_only && (!tls || negotiated == H1) {
             return self.connect_once().await;
         }
-        let _connecting = self.inner.connecting_h2.lock().await;
+        let connecting = inner.connecting_h2.lock().await;
         // Made by whoever held the lock before?
-        if let Some(Checkout::Http2(tx)) = self.inner.conns.checkout() {
-            return Ok(Fresh::Http2(tx));
+        match inner.conns.checkout() {
+            Some(Checkout::Http2(tx)) => return Ok(Fresh::Http2(tx)),
+            Some(Checkout::Http1(conn)) => return Ok(Fresh::Http1(conn)),
+            None => {}
+        }
+        if !inner.http2_only && inner.negotiated.load(Ordering::Acquire) == H1 {
+            // HTTP/1.1 after all: no need to wait for one another.
+            drop(connecting);
         }
         self.connect_once().await
     }
@@ -226,7 +253,11 @@ where
             .oneshot(inner.dst.clone())
             .await
             .map_err(|e| connect_error(e.into()))?;
-        if inner.http2_only || io.connected().is_negotiated_h2() {
+        let h2 = io.connected().is_negotiated_h2();
+        inner
+            .negotiated
+            .store(if h2 { H2 } else { H1 }, Ordering::Release);
+        if inner.http2_only || h2 {
             let (mut tx, conn) = inner.h2.handshake(io).await.map_err(upstream_error)?;
             tokio::spawn(async move {
                 if let Err(e) = conn.await {

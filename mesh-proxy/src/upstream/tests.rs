@@ -383,3 +383,89 @@ async fn an_expired_shared_http2_connection_is_dropped_without_another_request()
     fetch(&pool, addr).await.unwrap();
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "a new connection");
 }
+
+/// A TCP connection that says ALPN chose HTTP/2 (or HTTP/1.1), as an mTLS
+/// connection between sidecars does.
+struct Alpn {
+    io: TokioIo<TcpStream>,
+    h2: bool,
+}
+
+impl Connection for Alpn {
+    fn connected(&self) -> Connected {
+        let connected = self.io.connected();
+        if self.h2 {
+            connected.negotiated_h2()
+        } else {
+            connected
+        }
+    }
+}
+
+impl Read for Alpn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl Write for Alpn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+fn alpn_connector(
+    h2: bool,
+) -> impl tower::Service<
+    Uri,
+    Response = Alpn,
+    Error = BoxError,
+    Future = impl std::future::Future<Output = Result<Alpn, BoxError>> + Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    tower::service_fn(move |uri: Uri| async move {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let io = http.oneshot(uri).await?;
+        Ok::<_, BoxError>(Alpn { io, h2 })
+    })
+}
+
+#[tokio::test]
+async fn a_burst_of_first_requests_shares_one_alpn_http2_connection() {
+    let (addr, accepted) = hyper_server(true).await;
+    let pool = Pool::new(alpn_connector(true), "https", addr, config(false, IDLE));
+    let sends = (0..8).map(|_| fetch(&pool, addr));
+    for result in futures_util::future::join_all(sends).await {
+        assert_eq!(result.unwrap().0, StatusCode::OK);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one shared connection");
+
+    // ALPN chose HTTP/1.1: each concurrent request has its own.
+    let (addr, accepted) = hyper_server(false).await;
+    let pool = Pool::new(alpn_connector(false), "https", addr, config(false, IDLE));
+    let sends = (0..4).map(|_| fetch(&pool, addr));
+    for result in futures_util::future::join_all(sends).await {
+        assert_eq!(result.unwrap().0, StatusCode::OK);
+    }
+    fetch(&pool, addr).await.unwrap();
+    assert!(accepted.load(Ordering::SeqCst) <= 4, "kept and reused");
+}

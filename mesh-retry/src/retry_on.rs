@@ -197,9 +197,6 @@ impl RetryOn {
         ])
     }
 
-    /// Whether [`should_retry_response`](Self::should_retry_response) reads
-    /// its `classified` argument (only `5xx` and `gateway-error` do): when
-    /// not, the retry layer skips classifying responses.
     /// Whether a response below 400 may be retried, whatever the
     /// classifier says: a gRPC condition (read from `grpc-status`),
     /// `envoy-ratelimited`, or a retriable status code below 400.
@@ -210,6 +207,9 @@ impl RetryOn {
                 && self.status_codes.iter().any(|s| s.as_u16() < 400))
     }
 
+    /// Whether [`should_retry_response`](Self::should_retry_response) reads
+    /// its `classified` argument (only `5xx` and `gateway-error` do): when
+    /// not, the retry layer skips classifying responses.
     pub(crate) fn reads_classification(&self) -> bool {
         self.any(&[RetryCondition::FiveXx, RetryCondition::GatewayError])
     }

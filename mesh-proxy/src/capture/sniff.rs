@@ -40,6 +40,8 @@ pub(crate) fn classify(prefix: &[u8]) -> Option<Sniffed> {
     // 9112 §2.2; so do hyper and the framing guard): HTTP behind a blank
     // line is HTTP, not opaque bytes to pass to the app around the HTTP
     // path (its `x-forwarded-client-cert` unchecked, its policies unapplied).
+    // A bare CR or LF is skipped too: such a request goes to the HTTP path,
+    // where the framing guard refuses it (400), rather than to the app.
     let start = prefix
         .iter()
         .position(|&b| !matches!(b, b'\r' | b'\n'))

@@ -882,10 +882,16 @@ fn connection_pool(ctx: &mut Ctx<'_>, cp: &dr::ConnectionPool, field: &str) -> C
             .max_connections
             .as_ref()
             .and_then(|v| ctx.count(v, &format!("{f}.maxConnections")));
-        out.connect_timeout = tcp
-            .connect_timeout
-            .as_ref()
-            .and_then(|v| ctx.duration(v, &format!("{f}.connectTimeout")));
+        out.connect_timeout = tcp.connect_timeout.as_ref().and_then(|v| {
+            let field = format!("{f}.connectTimeout");
+            let d = ctx.duration(v, &field)?;
+            if d < Duration::from_millis(1) {
+                // As Istio's validation: 0 would fail every connect at once.
+                ctx.error(v, &field, "must be at least 1ms");
+                return None;
+            }
+            Some(d)
+        });
     }
     if let Some(h) = &cp.http {
         let f = format!("{field}.http");

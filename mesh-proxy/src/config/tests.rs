@@ -564,6 +564,7 @@ fn out_of_range_numbers_and_durations_are_errors() {
         (route("    mirror: {host: m}\n    mirrorPercent: -5\n", ""), "f.yaml:12:20: VirtualService reviews: mirrorPercent: "),
         (route("", "destination: {host: reviews, port: {number: 70000}}"), "f.yaml:10:"),
         ("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: s}\nspec:\n  hosts: [s]\n  ports: [{number: 70000, name: http}]\n".to_string(), "f.yaml:6:20: ServiceEntry s: spec.ports[0].number: not a port number: 70000"),
+        ("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec:\n  host: d\n  trafficPolicy: {connectionPool: {tcp: {connectTimeout: 0s}}}\n".to_string(), "f.yaml:6:58: DestinationRule d: spec.trafficPolicy.connectionPool.tcp.connectTimeout: must be at least 1ms"),
     ];
     for (yaml, want) in cases {
         // The destination helper above leaves a blank destination line when

@@ -85,6 +85,21 @@ impl Connections {
         None
     }
 
+    /// The shared HTTP/2 connection, if it is open and has not been idle
+    /// past the timeout (what [`checkout`](Self::checkout) would give, without
+    /// taking an idle HTTP/1.1 connection).
+    pub(super) fn shared_http2(&self) -> Option<http2::SendRequest<Body>> {
+        let mut state = self.lock();
+        let shared = state.shared.as_mut()?;
+        let now = Instant::now();
+        if !shared.tx.is_closed() && now.duration_since(shared.last_used) < self.timeout {
+            shared.last_used = now;
+            return Some(shared.tx.clone());
+        }
+        state.shared = None;
+        None
+    }
+
     /// Keeps an HTTP/1.1 connection ready for a request for the next one;
     /// drops the idle connections that have expired meanwhile.
     pub(super) fn put(self: &Arc<Self>, conn: Http1Conn) {
@@ -127,14 +142,14 @@ impl Connections {
             return;
         };
         state.reaping = true;
-        let conns = Arc::downgrade(self);
+        // Dropped unfinished (its runtime shutting down, even before its
+        // first poll), the reaper says so, so that a pool used on another
+        // runtime starts another.
+        let mut reaping = Reaping {
+            conns: Arc::downgrade(self),
+            stopped: false,
+        };
         runtime.spawn(async move {
-            // Cancelled (its runtime shutting down), the reaper says so, so
-            // that a pool used on another runtime starts another.
-            let mut reaping = Reaping {
-                conns,
-                stopped: false,
-            };
             loop {
                 let next = match reaping.conns.upgrade() {
                     Some(conns) => conns.expire(),
@@ -143,7 +158,7 @@ impl Connections {
                 match next {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => {
-                        reaping.stopped = true;
+                        reaping.stop();
                         return;
                     }
                 }
@@ -205,6 +220,13 @@ impl fmt::Debug for Connections {
 struct Reaping {
     conns: Weak<Connections>,
     stopped: bool,
+}
+
+impl Reaping {
+    /// The reaper stopped on its own.
+    fn stop(&mut self) {
+        self.stopped = true;
+    }
 }
 
 impl Drop for Reaping {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::uri::{Authority, Parts, PathAndQuery, Scheme};
@@ -12,7 +12,7 @@ use hyper::client::conn::{http1, http2};
 use hyper::rt::{Read, Write};
 use hyper_util::client::legacy::connect::Connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use mesh_core::BoxError;
+use mesh_core::{BoxError, MeshError};
 use tower::ServiceExt;
 
 use super::body::{PoolBody, Release};
@@ -55,6 +55,11 @@ struct Inner<C> {
     /// Over TLS, what ALPN chose the last time: [`UNKNOWN`], [`H1`] or
     /// [`H2`].
     negotiated: AtomicU8,
+    /// Counts connects made under `connecting_h2` that failed: those who
+    /// waited for such a connect fail with it, as Envoy fails the requests
+    /// pending on a connection that could not be made, rather than each
+    /// trying again in turn.
+    failed_h2: AtomicU64,
 }
 
 /// No TLS connection made yet (or not over TLS).
@@ -119,6 +124,7 @@ impl<C> Pool<C> {
                 conns: Arc::new(Connections::new(config.idle_timeout)),
                 connecting_h2: tokio::sync::Mutex::new(()),
                 negotiated: AtomicU8::new(UNKNOWN),
+                failed_h2: AtomicU64::new(0),
             }),
         }
     }
@@ -231,18 +237,28 @@ where
         if !inner.http2_only && (!tls || negotiated == H1) {
             return self.connect_once().await;
         }
+        let failed = inner.failed_h2.load(Ordering::Acquire);
         let connecting = inner.connecting_h2.lock().await;
         // Made by whoever held the lock before?
-        match inner.conns.checkout() {
-            Some(Checkout::Http2(tx)) => return Ok(Fresh::Http2(tx)),
-            Some(Checkout::Http1(conn)) => return Ok(Fresh::Http1(conn)),
-            None => {}
+        if let Some(tx) = inner.conns.shared_http2() {
+            return Ok(Fresh::Http2(tx));
+        }
+        if inner.failed_h2.load(Ordering::Acquire) != failed {
+            return Err(MeshError::ConnectFailure(
+                "the connection this request waited for could not be made".into(),
+            )
+            .into());
         }
         if !inner.http2_only && inner.negotiated.load(Ordering::Acquire) == H1 {
             // HTTP/1.1 after all: no need to wait for one another.
             drop(connecting);
+            return self.connect_once().await;
         }
-        self.connect_once().await
+        let made = self.connect_once().await;
+        if made.is_err() {
+            inner.failed_h2.fetch_add(1, Ordering::AcqRel);
+        }
+        made
     }
 
     async fn connect_once(&self) -> Result<Fresh, BoxError> {

@@ -449,6 +449,37 @@ fn alpn_connector(
     })
 }
 
+#[tokio::test(start_paused = true)]
+async fn requests_waiting_for_a_tls_connection_that_fails_fail_with_it() {
+    // A connect that takes a second and fails (a peer that never answers).
+    let calls = Arc::new(AtomicUsize::new(0));
+    let made = calls.clone();
+    let connector = tower::service_fn(move |_: Uri| {
+        made.fetch_add(1, Ordering::SeqCst);
+        async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Err::<Alpn, BoxError>("no answer".into())
+        }
+    });
+    let addr: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let pool = Pool::new(connector, "https", addr, config(false, IDLE));
+    let start = tokio::time::Instant::now();
+    let sends = (0..4).map(|_| fetch(&pool, addr));
+    for result in futures_util::future::join_all(sends).await {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(MeshError::find(&*err), Some(MeshError::ConnectFailure(_))),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one connect, not one each in turn"
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
 #[tokio::test]
 async fn a_burst_of_first_requests_shares_one_alpn_http2_connection() {
     let (addr, accepted) = hyper_server(true).await;

@@ -851,3 +851,42 @@ async fn a_status_below_400_is_retried_when_listed() {
     assert_eq!(res.status(), 302);
     assert_eq!(up.calls(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_success_marked_ratelimited_is_retried_under_envoy_ratelimited_only() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let upstream = {
+        let calls = calls.clone();
+        tower::service_fn(move |_: Request<RetryBody<Full<Bytes>>>| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let mut res = Response::new(format!("try {}", n + 1));
+                if n == 0 {
+                    res.headers_mut()
+                        .insert("x-envoy-ratelimited", HeaderValue::from_static("true"));
+                }
+                Ok::<_, BoxError>(res)
+            }
+        })
+    };
+    let res = RetryLayer::new(policy(2, "envoy-ratelimited"))
+        .layer(upstream.clone())
+        .oneshot(get())
+        .await
+        .unwrap();
+    assert_eq!(
+        res.body(),
+        "try 2",
+        "the 200 marked ratelimited was retried"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    calls.store(0, Ordering::SeqCst);
+    let res = RetryLayer::new(policy(2, "5xx"))
+        .layer(upstream)
+        .oneshot(get())
+        .await
+        .unwrap();
+    assert_eq!(res.body(), "try 1");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

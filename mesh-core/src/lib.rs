@@ -45,7 +45,9 @@ mod endpoint;
 mod error;
 mod flags;
 pub mod limit;
+mod ready_oneshot;
 
 pub use self::endpoint::{Endpoint, LabelSelector, Labels, Locality};
 pub use self::error::{BoxError, MeshError, OVERLOADED_HEADER, Overload};
 pub use self::flags::{RESPONSE_FLAGS_HEADER, ResponseFlag, ResponseFlags, UnknownFlag};
+pub use self::ready_oneshot::ReadyOneshot;

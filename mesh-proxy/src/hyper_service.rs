@@ -13,13 +13,10 @@
 //! takes its place for the next request; it is never called unready.
 
 use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use pin_project_lite::pin_project;
+use mesh_core::ReadyOneshot;
 use tower::Service;
-use tower::util::Oneshot;
 
 /// Serves `S` to hyper (see the [module docs](self)).
 #[derive(Debug)]
@@ -45,74 +42,19 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S, R>;
+    type Future = ReadyOneshot<S, R>;
 
     fn call(&self, req: R) -> Self::Future {
         let Ok(mut svc) = self.inner.try_borrow_mut() else {
-            return ResponseFuture::oneshot(self.spare.clone(), req);
+            return ReadyOneshot::new(self.spare.clone(), req);
         };
         match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => ResponseFuture {
-                state: State::Called {
-                    future: svc.call(req),
-                },
-            },
-            Poll::Ready(Err(error)) => ResponseFuture {
-                state: State::Failed { error: Some(error) },
-            },
+            Poll::Ready(Ok(())) => ReadyOneshot::called(svc.call(req)),
+            Poll::Ready(Err(error)) => ReadyOneshot::failed(error),
             Poll::Pending => {
                 let fresh = self.spare.clone();
-                ResponseFuture::oneshot(std::mem::replace(&mut *svc, fresh), req)
+                ReadyOneshot::waiting(std::mem::replace(&mut *svc, fresh), req)
             }
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`HyperService`].
-    pub(crate) struct ResponseFuture<S, R>
-    where
-        S: Service<R>,
-    {
-        #[pin]
-        state: State<S, R>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<S, R>
-    where
-        S: Service<R>,
-    {
-        Called { #[pin] future: S::Future },
-        NotReady { #[pin] oneshot: Oneshot<S, R> },
-        Failed { error: Option<S::Error> },
-    }
-}
-
-impl<S: Service<R>, R> ResponseFuture<S, R> {
-    fn oneshot(service: S, req: R) -> Self {
-        ResponseFuture {
-            state: State::NotReady {
-                oneshot: Oneshot::new(service, req),
-            },
-        }
-    }
-}
-
-impl<S: Service<R>, R> Future for ResponseFuture<S, R> {
-    type Output = Result<S::Response, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Called { future } => future.poll(cx),
-            StateProj::NotReady { oneshot } => oneshot.poll(cx),
-            StateProj::Failed { error } => match error.take() {
-                Some(e) => Poll::Ready(Err(e)),
-                // Polled again after its error: it never answers.
-                None => Poll::Pending,
-            },
         }
     }
 }
@@ -160,15 +102,12 @@ mod tests {
             ready: true,
         });
         let first = hyper::service::Service::call(&svc, 1);
-        assert!(
-            matches!(first.state, State::Called { .. }),
-            "ready: in place"
-        );
+        assert!(first.is_called(), "ready: in place");
         assert_eq!(first.await, Ok(2));
         // Now asked once, not ready: it goes with the request, which waits
         // for its readiness, and a fresh clone serves the next.
         let second = hyper::service::Service::call(&svc, 2);
-        assert!(matches!(second.state, State::NotReady { .. }));
+        assert!(!second.is_called());
         assert!(svc.inner.borrow().ready, "a fresh clone took its place");
         assert_eq!(second.await, Ok(4));
     }

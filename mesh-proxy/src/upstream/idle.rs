@@ -64,13 +64,8 @@ impl Connections {
     /// (which closes them).
     pub(super) fn checkout(&self) -> Option<Checkout> {
         let mut state = self.lock();
-        if let Some(shared) = state.shared.as_mut() {
-            let now = Instant::now();
-            if !shared.tx.is_closed() && now.duration_since(shared.last_used) < self.timeout {
-                shared.last_used = now;
-                return Some(Checkout::Http2(shared.tx.clone()));
-            }
-            state.shared = None;
+        if let Some(tx) = self.take_shared(&mut state) {
+            return Some(Checkout::Http2(tx));
         }
         while let Some(idle) = state.idle.pop() {
             if idle.since.elapsed() >= self.timeout {
@@ -89,7 +84,12 @@ impl Connections {
     /// past the timeout (what [`checkout`](Self::checkout) would give, without
     /// taking an idle HTTP/1.1 connection).
     pub(super) fn shared_http2(&self) -> Option<http2::SendRequest<Body>> {
-        let mut state = self.lock();
+        self.take_shared(&mut self.lock())
+    }
+
+    /// A handle on the shared HTTP/2 connection if it is usable (open, not
+    /// idle past the timeout), marked used now; else it is dropped.
+    fn take_shared(&self, state: &mut State) -> Option<http2::SendRequest<Body>> {
         let shared = state.shared.as_mut()?;
         let now = Instant::now();
         if !shared.tx.is_closed() && now.duration_since(shared.last_used) < self.timeout {
@@ -100,17 +100,22 @@ impl Connections {
         None
     }
 
-    /// Keeps an HTTP/1.1 connection ready for a request for the next one;
-    /// drops the idle connections that have expired meanwhile.
-    pub(super) fn put(self: &Arc<Self>, conn: Http1Conn) {
-        let now = Instant::now();
-        let mut state = self.lock();
+    /// Drops the idle connections expired at `now` (the oldest come first).
+    fn drop_expired(&self, state: &mut State, now: Instant) {
         let expired = state
             .idle
             .iter()
             .take_while(|idle| now.duration_since(idle.since) >= self.timeout)
             .count();
         state.idle.drain(..expired);
+    }
+
+    /// Keeps an HTTP/1.1 connection ready for a request for the next one;
+    /// drops the idle connections that have expired meanwhile.
+    pub(super) fn put(self: &Arc<Self>, conn: Http1Conn) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        self.drop_expired(&mut state, now);
         state.idle.push(Idle { conn, since: now });
         self.reap_later(&mut state);
     }
@@ -171,12 +176,7 @@ impl Connections {
     fn expire(&self) -> Option<Instant> {
         let now = Instant::now();
         let mut state = self.lock();
-        let expired = state
-            .idle
-            .iter()
-            .take_while(|idle| now.duration_since(idle.since) >= self.timeout)
-            .count();
-        state.idle.drain(..expired);
+        self.drop_expired(&mut state, now);
         if state
             .shared
             .as_ref()

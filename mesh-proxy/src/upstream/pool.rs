@@ -182,46 +182,31 @@ where
         conn: Checkout,
         req: Request<Body>,
     ) -> Result<Response<PoolBody>, Failed> {
-        match conn {
+        let mut req = req;
+        // HTTP/1.1 goes origin-form and its connection back to the pool when
+        // the body ends; HTTP/2 goes absolute-form on the shared connection.
+        let (sent, http1) = match conn {
             Checkout::Http1(mut conn) => {
-                let mut req = req;
                 origin_form(&mut req, &self.inner.dst);
-                let res = match conn.tx.try_send_request(req).await {
-                    Ok(res) => res,
-                    Err(mut e) => {
-                        return Err(match e.take_message() {
-                            Some(req) => Failed::NotSent(Box::new(req), e.into_error()),
-                            None => Failed::Error(upstream_error(e.into_error())),
-                        });
-                    }
-                };
-                if let Some(e) = ambiguous_framing(&res) {
-                    // `conn` is dropped, never reused.
-                    return Err(Failed::Error(e));
-                }
-                // The connection's details (hyper-util's `HttpInfo`, the
-                // peer) are not copied into the response: nothing reads them.
-                let release = Release::new(conn, self.inner.conns.clone());
-                Ok(res.map(|body| PoolBody::new(body, Some(release))))
+                (conn.tx.try_send_request(req).await, Some(conn))
             }
             Checkout::Http2(mut tx) => {
-                let mut req = req;
                 absolute_form(&mut req, &self.inner.dst);
-                let res = match tx.try_send_request(req).await {
-                    Ok(res) => res,
-                    Err(mut e) => {
-                        return Err(match e.take_message() {
-                            Some(req) => Failed::NotSent(Box::new(req), e.into_error()),
-                            None => Failed::Error(upstream_error(e.into_error())),
-                        });
-                    }
-                };
-                if let Some(e) = ambiguous_framing(&res) {
-                    return Err(Failed::Error(e));
-                }
-                Ok(res.map(|body| PoolBody::new(body, None)))
+                (tx.try_send_request(req).await, None)
             }
+        };
+        let res = sent.map_err(|mut e| match e.take_message() {
+            Some(req) => Failed::NotSent(Box::new(req), e.into_error()),
+            None => Failed::Error(upstream_error(e.into_error())),
+        })?;
+        if let Some(e) = ambiguous_framing(&res) {
+            // The connection is dropped, never reused.
+            return Err(Failed::Error(e));
         }
+        // The connection's details (hyper-util's `HttpInfo`, the peer) are
+        // not copied into the response: nothing reads them.
+        let release = http1.map(|conn| Release::new(conn, self.inner.conns.clone()));
+        Ok(res.map(|body| PoolBody::new(body, release)))
     }
 
     /// A new connection, its task spawned; an HTTP/2 one shared.

@@ -56,20 +56,29 @@ async fn hyper_server(h2: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
 /// A raw HTTP/1.1 server answering its very first request with `first`, all
-/// others with `ok`, keeping every connection open; and how many
-/// connections it accepted.
-async fn raw_server(first: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
-    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+/// others with `ok`, keeping every connection open until its client closes
+/// it; how many connections it accepted, and a message for each closed.
+async fn raw_server(
+    first: &'static [u8],
+) -> (
+    SocketAddr,
+    Arc<AtomicUsize>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
     let served = Arc::new(AtomicUsize::new(0));
+    let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             let served = served.clone();
+            let closed_tx = closed_tx.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 1024];
@@ -86,14 +95,17 @@ async fn raw_server(first: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
                         }
                     }
                     match tcp.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
+                        Ok(0) | Err(_) => {
+                            let _ = closed_tx.send(());
+                            return;
+                        }
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
             });
         }
     });
-    (addr, accepted)
+    (addr, accepted, closed)
 }
 
 fn get(addr: SocketAddr) -> Request<Body> {
@@ -156,7 +168,7 @@ async fn concurrent_http2_requests_share_one_connection() {
 
 #[tokio::test]
 async fn a_connection_is_not_reused_after_an_ambiguously_framed_response() {
-    let (addr, accepted) = raw_server(
+    let (addr, accepted, _) = raw_server(
         b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
     )
     .await;
@@ -173,22 +185,31 @@ async fn a_connection_is_not_reused_after_an_ambiguously_framed_response() {
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "the good one is reused");
 }
 
-/// A TCP connection that reads as closed by the peer (EOF) once its flag is
-/// set: what a connection task sees when the server closed an idle
-/// connection just as a request was taking it. Setting the flag wakes
-/// nothing, so the pool still takes the connection as ready.
-struct Closable {
+/// A TCP connection as a connector makes it, for tests:
+/// - it reads as closed by the peer (EOF) once `eof` is set: what a
+///   connection task sees when the server closed an idle connection just as
+///   a request was taking it (setting the flag wakes nothing, so the pool
+///   still takes the connection as ready);
+/// - with `h2`, it says ALPN chose HTTP/2, as an mTLS connection between
+///   sidecars does.
+struct TestIo {
     io: TokioIo<TcpStream>,
     eof: Arc<AtomicBool>,
+    h2: bool,
 }
 
-impl Connection for Closable {
+impl Connection for TestIo {
     fn connected(&self) -> Connected {
-        self.io.connected()
+        let connected = self.io.connected();
+        if self.h2 {
+            connected.negotiated_h2()
+        } else {
+            connected
+        }
     }
 }
 
-impl Read for Closable {
+impl Read for TestIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -201,7 +222,7 @@ impl Read for Closable {
     }
 }
 
-impl Write for Closable {
+impl Write for TestIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -230,7 +251,7 @@ async fn a_request_on_an_idle_connection_closed_by_the_server_is_sent_on_a_new_o
             let io = HttpConnector::new().oneshot(uri).await?;
             let eof = Arc::new(AtomicBool::new(false));
             made.lock().unwrap().push(eof.clone());
-            Ok::<_, BoxError>(Closable { io, eof })
+            Ok::<_, BoxError>(TestIo { io, eof, h2: false })
         }
     });
     let pool = Pool::new(connector, "http", addr, config(false, IDLE));
@@ -304,43 +325,9 @@ async fn addr_pools_keep_one_pool_per_address() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
-/// A keep-alive server answering `ok` to every request, which sends on
-/// `closed` when a connection is closed by its client.
-async fn closing_server() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<()>) {
-    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                loop {
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        if tcp.write_all(OK).await.is_err() {
-                            return;
-                        }
-                    }
-                    match tcp.read(&mut chunk).await {
-                        Ok(0) | Err(_) => {
-                            let _ = tx.send(());
-                            return;
-                        }
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-    });
-    (addr, rx)
-}
-
 #[tokio::test]
 async fn an_expired_idle_connection_is_closed_without_another_request() {
-    let (addr, mut closed) = closing_server().await;
+    let (addr, _, mut closed) = raw_server(OK).await;
     let timeout = Duration::from_secs(10);
     let pool = Pool::new(HttpConnector::new(), "http", addr, config(false, timeout));
     tokio::time::pause();
@@ -384,59 +371,13 @@ async fn an_expired_shared_http2_connection_is_dropped_without_another_request()
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "a new connection");
 }
 
-/// A TCP connection that says ALPN chose HTTP/2 (or HTTP/1.1), as an mTLS
-/// connection between sidecars does.
-struct Alpn {
-    io: TokioIo<TcpStream>,
-    h2: bool,
-}
-
-impl Connection for Alpn {
-    fn connected(&self) -> Connected {
-        let connected = self.io.connected();
-        if self.h2 {
-            connected.negotiated_h2()
-        } else {
-            connected
-        }
-    }
-}
-
-impl Read for Alpn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl Write for Alpn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
 fn alpn_connector(
     h2: bool,
 ) -> impl tower::Service<
     Uri,
-    Response = Alpn,
+    Response = TestIo,
     Error = BoxError,
-    Future = impl std::future::Future<Output = Result<Alpn, BoxError>> + Send,
+    Future = impl std::future::Future<Output = Result<TestIo, BoxError>> + Send,
 > + Clone
 + Send
 + Sync
@@ -445,7 +386,11 @@ fn alpn_connector(
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         let io = http.oneshot(uri).await?;
-        Ok::<_, BoxError>(Alpn { io, h2 })
+        Ok::<_, BoxError>(TestIo {
+            io,
+            eof: Arc::default(),
+            h2,
+        })
     })
 }
 
@@ -458,7 +403,7 @@ async fn requests_waiting_for_a_tls_connection_that_fails_fail_with_it() {
         made.fetch_add(1, Ordering::SeqCst);
         async {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            Err::<Alpn, BoxError>("no answer".into())
+            Err::<TestIo, BoxError>("no answer".into())
         }
     });
     let addr: SocketAddr = ([127, 0, 0, 1], 9).into();

@@ -90,16 +90,15 @@
 mod builder;
 mod forward;
 mod future;
-mod oneshot;
 mod service;
 mod stack;
 
 pub use self::builder::{Role, RouterBuilder, Target};
 pub use self::forward::{Forward, ForwardFuture};
 pub use self::future::ResponseFuture;
-use self::oneshot::ReadyOneshot;
 pub use self::service::Router;
 pub use self::stack::{RouteStack, RouteStackFuture};
+use mesh_core::ReadyOneshot;
 
 #[cfg(test)]
 mod tests;

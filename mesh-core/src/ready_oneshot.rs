@@ -1,3 +1,6 @@
+//! [`ReadyOneshot`]: one request to a service of its own, called at once
+//! when the service is ready at once.
+
 use std::fmt;
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -17,11 +20,23 @@ pin_project! {
     /// asking again with the task's waker before it waits. A readiness error
     /// is the future's output. The service is never called unready.
     ///
-    /// The [`Router`](super::Router) sends each request to a clone of its
-    /// route's service so: the builder's route services are always ready,
-    /// and calling them at once spares moving the request into the future
-    /// and out again.
-    pub(crate) struct ReadyOneshot<S, Req>
+    /// Calling at once spares moving the request into the future and out
+    /// again: routers send each request to a clone of an always-ready
+    /// service this way, and a caller that asked for readiness itself builds
+    /// the future from what it got ([`called`](Self::called),
+    /// [`failed`](Self::failed), [`waiting`](Self::waiting)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use mesh_core::ReadyOneshot;
+    /// use tower::service_fn;
+    ///
+    /// let double = service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n * 2) });
+    /// assert_eq!(ReadyOneshot::new(double, 21).await, Ok(42));
+    /// # }
+    /// ```
+    pub struct ReadyOneshot<S, Req>
     where
         S: Service<Req>,
     {
@@ -45,19 +60,43 @@ pin_project! {
 impl<S: Service<Req>, Req> ReadyOneshot<S, Req> {
     /// Sends `req` to `service`: called now if ready now, else when ready.
     #[inline]
-    pub(crate) fn new(mut service: S, req: Req) -> Self {
-        let state = match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => State::Called {
-                future: service.call(req),
+    pub fn new(mut service: S, req: Req) -> Self {
+        match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => Self::called(service.call(req)),
+            Poll::Ready(Err(e)) => Self::failed(e),
+            Poll::Pending => Self::waiting(service, req),
+        }
+    }
+
+    /// The future of a call already made on a ready service.
+    pub fn called(future: S::Future) -> Self {
+        ReadyOneshot {
+            state: State::Called { future },
+        }
+    }
+
+    /// A service that failed its readiness: the error is the output.
+    pub fn failed(error: S::Error) -> Self {
+        ReadyOneshot {
+            state: State::Failed {
+                error: ready(Err(error)),
             },
-            Poll::Ready(Err(e)) => State::Failed {
-                error: ready(Err(e)),
-            },
-            Poll::Pending => State::NotReady {
+        }
+    }
+
+    /// A service not ready yet: driven to readiness (as `Oneshot` does),
+    /// then called with `req`.
+    pub fn waiting(service: S, req: Req) -> Self {
+        ReadyOneshot {
+            state: State::NotReady {
                 oneshot: Oneshot::new(service, req),
             },
-        };
-        ReadyOneshot { state }
+        }
+    }
+
+    /// Whether the service was called at once.
+    pub fn is_called(&self) -> bool {
+        matches!(self.state, State::Called { .. })
     }
 }
 

@@ -75,6 +75,15 @@ pub struct RetryPolicy {
     /// outlier detector below, turning it off spares the request context
     /// (three allocations) on a request whose only need for one it was.
     pub attempt_deadline: bool,
+    /// Whether an attempt with a per-try timeout carries an
+    /// [`EndpointSlot`](mesh_core::context::EndpointSlot) in its request
+    /// context, in which the balancer below writes the endpoint it chose: when
+    /// the per-try timeout drops the attempt (so no response names the
+    /// endpoint), the retry then avoids that endpoint, as Envoy's
+    /// previous-hosts predicate (which Istio sets) does. On by default;
+    /// without a balancer below that writes it, turning it off spares each
+    /// request the slot and the request context.
+    pub attempt_endpoint: bool,
 }
 
 impl RetryPolicy {
@@ -93,6 +102,7 @@ impl RetryPolicy {
             deadline_header: Some(GRPC_TIMEOUT),
             attempt_count_header: true,
             attempt_deadline: true,
+            attempt_endpoint: true,
         }
     }
 

@@ -88,6 +88,22 @@ async fn a_timed_out_attempt_is_not_retried_on_the_same_endpoint() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn without_attempt_endpoints_a_timed_out_endpoint_is_unknown_to_the_retry() {
+    let seen = Seen::default();
+    let mut policy = RetryPolicy::new(2, "5xx".parse().unwrap());
+    policy.per_try_timeout = Some(Duration::from_millis(100));
+    policy.attempt_endpoint = false;
+    let svc = RetryLayer::new(policy).layer(upstream(seen.clone(), "hang"));
+    let res = svc.oneshot(Request::new(Empty::new())).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![vec![], vec![]],
+        "no slot: nothing tells the retry which endpoint hung"
+    );
+}
+
 /// The deadlines the attempts of one request carried: the first hangs past
 /// its 100 ms per-try timeout, the retry answers.
 async fn attempt_deadlines(attempt_deadline: bool) -> Vec<Option<tokio::time::Instant>> {

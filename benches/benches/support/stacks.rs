@@ -102,6 +102,7 @@ pub(crate) fn like_tower(p: RetryPolicy) -> RetryPolicy {
     RetryPolicy {
         attempt_count_header: false,
         attempt_deadline: false,
+        attempt_endpoint: false,
         deadline_header: None,
         ..p
     }

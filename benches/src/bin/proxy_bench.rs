@@ -69,6 +69,9 @@ USAGE: cargo run --release -p benches --bin proxy-bench -- [OPTIONS]
   --wait-quiet SECS   wait up to SECS for no rustc and < 0.1 cores of other work (default 600)
   --mesh-proxy PATH   use this mesh-proxy binary instead of building target/release/mesh-proxy
   --out DIR           where raw results and summary.md go (default target/proxy-bench/<time>)
+  --only KEYS         measure only these targets, a comma list of direct, full, off, nginx,
+                      haproxy, mtls (default: all; keep direct for the added latency)
+  --kinds KINDS       closed, open or both (default closed,open)
 ";
 
 #[derive(Debug, Clone)]
@@ -81,7 +84,21 @@ struct Opts {
     wait_quiet: u64,
     mesh_proxy: Option<PathBuf>,
     out: Option<PathBuf>,
+    /// Target keys to measure (`None`: all).
+    only: Option<Vec<String>>,
+    closed: bool,
+    open: bool,
 }
+
+/// The short keys `--only` takes, by target name.
+const TARGET_KEYS: [(&str, &str); 6] = [
+    ("direct", "direct"),
+    ("full", "mesh-proxy full"),
+    ("off", "mesh-proxy off"),
+    ("nginx", "nginx"),
+    ("haproxy", "haproxy"),
+    ("mtls", "mesh-proxy mTLS pair"),
+];
 
 fn parse_args() -> Result<Opts, String> {
     let mut o = Opts {
@@ -93,6 +110,9 @@ fn parse_args() -> Result<Opts, String> {
         wait_quiet: 600,
         mesh_proxy: None,
         out: None,
+        only: None,
+        closed: true,
+        open: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -107,6 +127,25 @@ fn parse_args() -> Result<Opts, String> {
             "--wait-quiet" => o.wait_quiet = num(value()?)?,
             "--mesh-proxy" => o.mesh_proxy = Some(PathBuf::from(value()?)),
             "--out" => o.out = Some(PathBuf::from(value()?)),
+            "--only" => {
+                let keys: Vec<String> = value()?.split(',').map(str::to_owned).collect();
+                if let Some(k) = keys
+                    .iter()
+                    .find(|k| !TARGET_KEYS.iter().any(|(key, _)| key == k))
+                {
+                    return Err(format!("--only: unknown target {k}"));
+                }
+                o.only = Some(keys);
+            }
+            "--kinds" => {
+                let v = value()?;
+                let kinds: Vec<&str> = v.split(',').collect();
+                if let Some(k) = kinds.iter().find(|k| !matches!(**k, "closed" | "open")) {
+                    return Err(format!("--kinds: unknown kind {k}"));
+                }
+                o.closed = kinds.contains(&"closed");
+                o.open = kinds.contains(&"open");
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -1164,6 +1203,14 @@ fn run(opts: &Opts) {
             pids: vec![mtls_client, mtls_server],
         },
     ];
+    let wanted = |name: &str| {
+        opts.only.as_ref().is_none_or(|keys| {
+            TARGET_KEYS
+                .iter()
+                .any(|(key, n)| *n == name && keys.iter().any(|k| k == key))
+        })
+    };
+    let targets: Vec<Target> = targets.into_iter().filter(|t| wanted(t.name)).collect();
     for t in &targets {
         wait_ok(t.name, t.addr);
     }
@@ -1232,14 +1279,14 @@ fn run(opts: &Opts) {
         ));
         write(&ctx.out.join("raw.tsv"), raw);
     };
-    for round in 1..=opts.rounds {
+    for round in (1..=opts.rounds).filter(|_| opts.closed) {
         for t in &targets {
             let s = closed_run(&ctx, t, round);
             record(&mut raw, "closed", t, round, &s);
             closed.entry(t.name).or_default().push(s);
         }
     }
-    for round in 1..=opts.rounds {
+    for round in (1..=opts.rounds).filter(|_| opts.open) {
         for t in &targets {
             let s = open_run(&ctx, t, round);
             record(&mut raw, "open", t, round, &s);

@@ -165,7 +165,9 @@ where
         });
         ResponseFuture {
             primary: Some(first),
-            timer: earliest(per_try_at, overall).map(sleep_until),
+            // Made when the request first waits: an answer at hand never
+            // touches the timer wheel or the runtime's handle.
+            timer: None,
             ctl: Control {
                 handle,
                 retry,
@@ -223,12 +225,17 @@ where
             {
                 return Poll::Ready(result);
             }
-            // The one timer, checked only when the request would wait, as
-            // tower's `Timeout` does, so an answer at hand never touches it.
-            let Some(timer) = this.timer.as_mut().as_pin_mut() else {
-                return Poll::Pending;
-            };
-            if timer.poll(cx).is_pending() {
+            // The one timer, made and checked only when the request would
+            // wait, so an answer at hand never touches it.
+            if this.timer.is_none() {
+                match this.ctl.timer_deadline(this.primary.is_some()) {
+                    Some(at) => this.timer.set(Some(sleep_until(at))),
+                    None => return Poll::Pending,
+                }
+            }
+            if let Some(timer) = this.timer.as_mut().as_pin_mut()
+                && timer.poll(cx).is_pending()
+            {
                 return Poll::Pending;
             }
             let at = this.timer.as_ref().get_ref().as_ref().map(Sleep::deadline);
@@ -259,10 +266,7 @@ where
             }
             // What is left to time: the overall deadline (a retry moves the
             // timer to its own per-try timeout when it starts).
-            let next = match this.primary.is_some() {
-                true => earliest(this.ctl.per_try_at, this.ctl.overall),
-                false => this.ctl.overall,
-            };
+            let next = this.ctl.timer_deadline(this.primary.is_some());
             arm(this.timer.as_mut(), next);
         }
     }
@@ -276,8 +280,9 @@ pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
     }
 }
 
-/// Sets the request's timer to fire at `at` (moving it, not remaking it), or
-/// drops it when there is nothing left to time.
+/// Moves the request's timer to `at` (not remaking it), or drops it when
+/// there is nothing left to time. A timer not made yet stays so: the future
+/// makes it from [`Control::timer_deadline`] when it first waits.
 fn arm(mut timer: Pin<&mut Option<Sleep>>, at: Option<Instant>) {
     match (timer.as_mut().as_pin_mut(), at) {
         (Some(sleep), Some(at)) => {
@@ -285,8 +290,8 @@ fn arm(mut timer: Pin<&mut Option<Sleep>>, at: Option<Instant>) {
                 sleep.reset(at);
             }
         }
-        (None, Some(at)) => timer.set(Some(sleep_until(at))),
-        (_, None) => timer.set(None),
+        (Some(_), None) => timer.set(None),
+        (None, _) => {}
     }
 }
 
@@ -416,6 +421,16 @@ where
     B: Body,
     C: Classify,
 {
+    /// When the request's one timer fires: the overall deadline, or the
+    /// primary attempt's per-try deadline when earlier and an attempt runs.
+    #[inline]
+    fn timer_deadline(&self, primary_running: bool) -> Option<Instant> {
+        match primary_running {
+            true => earliest(self.per_try_at, self.overall),
+            false => self.overall,
+        }
+    }
+
     /// Whether `res` is the answer whatever the policy says: no retries, or a
     /// status below 400 that no condition of the policy retries.
     #[inline]
@@ -619,7 +634,7 @@ where
             ctx.tried.clone_from(tried);
         }
         let per_try_at = policy.per_try_timeout.map(|d| Instant::now() + d);
-        let slot = per_try_at.map(|_| EndpointSlot::new());
+        let slot = (policy.attempt_endpoint && per_try_at.is_some()).then(EndpointSlot::new);
         ctx.slot.clone_from(&slot);
         ctx.deadline = match policy.attempt_deadline {
             true => earliest(per_try_at, self.overall).map(AttemptDeadline),

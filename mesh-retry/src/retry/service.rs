@@ -159,7 +159,8 @@ where
         );
         // The slot is read only when a per-try timeout drops an attempt that
         // may be retried.
-        let slot = policy.per_try_timeout.map(|_| EndpointSlot::new());
+        let slot =
+            (policy.attempt_endpoint && policy.per_try_timeout.is_some()).then(EndpointSlot::new);
         first_context(&mut parts.extensions, slot.as_ref(), deadline);
         let first = state.svc.call(Request::from_parts(parts, first_body));
         ResponseFuture::new(

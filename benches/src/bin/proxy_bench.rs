@@ -337,10 +337,14 @@ fn machine_ticks() -> (u64, u64) {
     (get(0) + get(1), get(7))
 }
 
-/// Sum of VmRSS and of VmHWM (kB) over these processes.
-fn rss_kb(pids: &[u32]) -> (u64, u64) {
+/// Sum of VmRSS, of VmHWM and of RssAnon (kB) over these processes. RssAnon
+/// is the private part of VmRSS; the rest (RssFile) is mostly the binary's
+/// and libraries' code, mapped from the page cache and shared with every
+/// process running the same files.
+fn rss_kb(pids: &[u32]) -> (u64, u64, u64) {
     let mut rss = 0;
     let mut hwm = 0;
+    let mut anon = 0;
     for p in pids {
         let Ok(s) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
             continue;
@@ -356,10 +360,12 @@ fn rss_kb(pids: &[u32]) -> (u64, u64) {
                 rss += kb();
             } else if line.starts_with("VmHWM:") {
                 hwm += kb();
+            } else if line.starts_with("RssAnon:") {
+                anon += kb();
             }
         }
     }
-    (rss, hwm)
+    (rss, hwm, anon)
 }
 
 /// Pids of running `rustc` processes (other engineers compiling).
@@ -868,6 +874,8 @@ struct Sample {
     steal_cores: f64,
     rustc_seen: bool,
     rss_max_kb: u64,
+    /// The largest RssAnon sampled (the private part of `rss_max_kb`).
+    anon_max_kb: u64,
     hwm_kb: u64,
 }
 
@@ -893,13 +901,14 @@ fn measure<F: FnOnce() -> Sample>(ctx: &Ctx, target: &Target, f: F) -> Sample {
         user_ticks(&ours),
     );
     let t0 = Instant::now();
-    let (mut sample, rss_max, rustc_seen) = std::thread::scope(|scope| {
+    let (mut sample, (rss_max, anon_max), rustc_seen) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
-            let mut max = 0;
+            let mut max = (0, 0);
             let mut rustc = false;
             let mut i = 0u32;
             while !stop.load(Ordering::Relaxed) {
-                max = max.max(rss_kb(&proxy).0);
+                let (rss, _, anon) = rss_kb(&proxy);
+                max = (max.0.max(rss), max.1.max(anon));
                 if i.is_multiple_of(4) {
                     rustc |= !rustc_pids().is_empty();
                 }
@@ -929,6 +938,7 @@ fn measure<F: FnOnce() -> Sample>(ctx: &Ctx, target: &Target, f: F) -> Sample {
     sample.steal_cores = (st1 - st0) as f64 / ctx.clk_tck / wall;
     sample.rustc_seen = rustc_seen;
     sample.rss_max_kb = rss_max;
+    sample.anon_max_kb = anon_max;
     sample.hwm_kb = rss_kb(&proxy).1;
     sample
 }
@@ -1241,12 +1251,12 @@ fn run(opts: &Opts) {
     let mut closed: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
     let mut open: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
     let mut raw = String::from(
-        "kind\ttarget\tround\trps\trequests\tp50_ms\tp99_ms\tp999_ms\twall_s\tproxy_ticks\tupstream_ticks\tforeign_cores\tsteal_cores\trustc_seen\trss_max_kb\thwm_kb\terrors\n",
+        "kind\ttarget\tround\trps\trequests\tp50_ms\tp99_ms\tp999_ms\twall_s\tproxy_ticks\tupstream_ticks\tforeign_cores\tsteal_cores\trustc_seen\trss_max_kb\tanon_max_kb\thwm_kb\terrors\n",
     );
     let record = |raw: &mut String, kind: &str, t: &Target, round: usize, s: &Sample| {
         let _ = writeln!(
             raw,
-            "{kind}\t{}\t{round}\t{:.1}\t{}\t{:.3}\t{:.3}\t{:.3}\t{:.2}\t{}\t{}\t{:.3}\t{:.3}\t{}\t{}\t{}\t{}",
+            "{kind}\t{}\t{round}\t{:.1}\t{}\t{:.3}\t{:.3}\t{:.3}\t{:.2}\t{}\t{}\t{:.3}\t{:.3}\t{}\t{}\t{}\t{}\t{}",
             t.name,
             s.rps,
             s.requests,
@@ -1260,6 +1270,7 @@ fn run(opts: &Opts) {
             s.steal_cores,
             s.rustc_seen,
             s.rss_max_kb,
+            s.anon_max_kb,
             s.hwm_kb,
             s.errors
         );
@@ -1471,20 +1482,23 @@ fn summarize(
     }
     let _ = writeln!(
         o,
-        "\nMemory of the proxy processes (summed; the mTLS pair is both sidecars): idle after start; under the open-loop load (largest VmRSS sampled every 250 ms); peak VmHWM over the whole run; bytes per idle connection from {} connections held open after one request each:\n",
+        "\nMemory of the proxy processes (summed; the mTLS pair is both sidecars): idle after start; under the open-loop load (largest VmRSS sampled every 250 ms), and of it the private memory (largest RssAnon: the rest is code and data mapped from files, shared by every process running them); peak VmHWM over the whole run; bytes per idle connection from {} connections held open after one request each:\n",
         ctx.opts.idle_conns
     );
     let _ = writeln!(
         o,
-        "| target | RSS idle MB | RSS at {} req/s MB | peak (VmHWM) MB | bytes / idle connection |",
+        "| target | RSS idle MB | RSS at {} req/s MB | of which private (RssAnon) MB | peak (VmHWM) MB | bytes / idle connection |",
         ctx.opts.rate
     );
-    let _ = writeln!(o, "|---|---|---|---|---|");
+    let _ = writeln!(o, "|---|---|---|---|---|---|");
     for t in targets.iter().filter(|t| !t.pids.is_empty()) {
         let (idle_kb, per_conn) = idle.get(t.name).copied().unwrap_or((0, None));
         let under = open
             .get(t.name)
             .map_or(f64::NAN, |s| med(s, |x| x.rss_max_kb as f64));
+        let private = open
+            .get(t.name)
+            .map_or(f64::NAN, |s| med(s, |x| x.anon_max_kb as f64));
         let peak = open
             .get(t.name)
             .into_iter()
@@ -1495,10 +1509,11 @@ fn summarize(
             .unwrap_or(0);
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             t.name,
             mb(idle_kb as f64),
             mb(under),
+            mb(private),
             mb(peak as f64),
             per_conn.map_or("–".into(), |b| format!("{b:.0}")),
         );

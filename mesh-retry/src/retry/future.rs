@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body::Body;
 use mesh_core::classify::{Classified, Classify, Outcome};
@@ -21,6 +20,7 @@ use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tower::Service;
 
 use super::attempt::{Started, TryFuture, per_try_error};
+use super::head::Head;
 use super::shared::{Handle, RetryPermit};
 use crate::body::{BodySource, RetryBody};
 
@@ -77,7 +77,7 @@ where
 pub(super) struct RetryState<S, B> {
     pub(super) svc: S,
     /// The request's head as it came.
-    pub(super) head: Parts,
+    pub(super) head: Head,
     pub(super) body: BodySource<B>,
     pub(super) attempt: Attempt,
     pub(super) retries_left: u32,
@@ -513,7 +513,7 @@ where
             state
                 .tried
                 .get_or_insert_with(|| {
-                    RequestContext::get(&head.extensions)
+                    RequestContext::get(head.extensions())
                         .map(|c| c.tried.clone())
                         .unwrap_or_default()
                 })
@@ -621,7 +621,7 @@ where
         let state = self.retry.as_mut()?;
         let body = state.body.next()?;
         state.attempt = state.attempt.next();
-        let mut req = Request::from_parts(state.head.clone(), body);
+        let mut req = state.head.request(body);
         mark_attempt_header(
             req.headers_mut(),
             state.attempt,

@@ -87,6 +87,7 @@
 
 mod attempt;
 mod future;
+mod head;
 mod layer;
 mod service;
 mod shared;

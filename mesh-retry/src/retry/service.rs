@@ -12,6 +12,7 @@ use mesh_core::context::{Attempt, AttemptDeadline, EndpointSlot, RequestContext}
 use tower::Service;
 
 use super::future::{ResponseFuture, RetryState, earliest, mark_attempt_header};
+use super::head::Head;
 use super::shared::{Handle, Shared};
 use crate::body::{BodySource, RetryBody};
 use crate::deadline;
@@ -138,22 +139,29 @@ where
         }
         // The head is copied before this attempt's header and context go in,
         // so the copy does not clone them; each retry sets its own.
-        let (mut parts, body) = req.into_parts();
-        let (first_body, source) = BodySource::new(body, policy.replay_cap);
+        let head = Head::of(&req);
+        let mut source = None;
+        let mut req = req.map(|body| {
+            let (first, rest) = BodySource::new(body, policy.replay_cap);
+            source = Some(rest);
+            first
+        });
+        let Some(source) = source else {
+            unreachable!("`map` calls its closure")
+        };
         // Keep the service that was driven to readiness for this request's
-        // retries; the layer drives a fresh clone for the next request. The
-        // state is boxed as it is made, the head cloned straight into it.
+        // retries; the layer drives a fresh clone for the next request.
         let clone = self.inner.clone();
         let mut state = Box::new(RetryState {
             svc: std::mem::replace(&mut self.inner, clone),
-            head: parts.clone(),
+            head,
             body: source,
             attempt: Attempt::FIRST,
             retries_left: policy.attempts,
             tried: None,
         });
         mark_attempt_header(
-            &mut parts.headers,
+            req.headers_mut(),
             Attempt::FIRST,
             policy.attempt_count_header,
         );
@@ -161,8 +169,8 @@ where
         // may be retried.
         let slot =
             (policy.attempt_endpoint && policy.per_try_timeout.is_some()).then(EndpointSlot::new);
-        first_context(&mut parts.extensions, slot.as_ref(), deadline);
-        let first = state.svc.call(Request::from_parts(parts, first_body));
+        first_context(req.extensions_mut(), slot.as_ref(), deadline);
+        let first = state.svc.call(req);
         ResponseFuture::new(
             handle,
             first,

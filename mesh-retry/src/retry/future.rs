@@ -614,14 +614,15 @@ where
     }
 
     /// Calls the (ready) inner service with the next attempt, or `None` if
-    /// the body can no longer be replayed.
+    /// the body can no longer be replayed (or, which cannot happen, the head
+    /// not be built again).
     fn start(&mut self, permit: Option<RetryPermit>) -> Option<Started<S::Future>> {
         let shared = &*self.handle.shared;
         let policy = &shared.policy;
         let state = self.retry.as_mut()?;
         let body = state.body.next()?;
         state.attempt = state.attempt.next();
-        let mut req = state.head.request(body);
+        let mut req = state.head.request(body)?;
         mark_attempt_header(
             req.headers_mut(),
             state.attempt,

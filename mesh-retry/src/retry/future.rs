@@ -59,7 +59,7 @@ struct Control<S, B, RB, C>
 where
     S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
 {
-    handle: Handle<C>,
+    handle: Handle<S, C>,
     retry: Option<Box<RetryState<S, B>>>,
     /// Retries and hedges under way; `None` until the first is needed.
     cold: Option<Box<Cold<S::Future, RB>>>,
@@ -75,7 +75,9 @@ where
 
 /// What a request needs to make another attempt.
 pub(super) struct RetryState<S, B> {
-    pub(super) svc: S,
+    /// The service retries go to: a clone of the layer's, made when the
+    /// first retry or hedge needs it.
+    pub(super) svc: Option<S>,
     /// The request's head as it came.
     pub(super) head: Head,
     pub(super) body: BodySource<B>,
@@ -148,7 +150,7 @@ where
     /// expires, `overall` the request's deadline (for `timeout`).
     #[inline(always)]
     pub(super) fn new(
-        handle: Handle<C>,
+        handle: Handle<S, C>,
         first: S::Future,
         per_try_at: Option<Instant>,
         overall: Option<Instant>,
@@ -183,15 +185,18 @@ where
 
 /// The hedge delay, when a hedge could be made.
 #[inline]
-fn hedge_delay<C, S, B>(handle: &Handle<C>, retry: Option<&RetryState<S, B>>) -> Option<Duration> {
-    let delay = handle.shared.policy.hedge_delay?;
+fn hedge_delay<C, S, B>(
+    handle: &Handle<S, C>,
+    retry: Option<&RetryState<S, B>>,
+) -> Option<Duration> {
+    let delay = handle.shared().policy.hedge_delay?;
     let state = retry?;
     (state.retries_left > 0 && state.body.is_replayable()).then_some(delay)
 }
 
 impl<S, B, RB, C> Future for ResponseFuture<S, B, RB, C>
 where
-    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>> + Clone,
     S::Error: Into<BoxError>,
     B: Body,
     C: Classify,
@@ -248,13 +253,13 @@ where
                 if let Some(cold) = this.ctl.cold.as_mut() {
                     cold.secondary = None;
                 }
-                this.ctl.handle.shared.stats.inc_request_timeouts();
+                this.ctl.handle.shared().stats.inc_request_timeouts();
                 return Poll::Ready(Err(MeshError::RequestTimeout(this.ctl.timeout).into()));
             }
             // Else the primary attempt's per-try timeout.
             if this.primary.is_some() && this.ctl.per_try_at.is_some_and(|p| at >= Some(p)) {
                 this.primary.set(None);
-                let per_try = this.ctl.handle.shared.policy.per_try_timeout;
+                let per_try = this.ctl.handle.shared().policy.per_try_timeout;
                 let err = per_try_error(per_try.unwrap_or_default(), this.ctl.slot.as_ref());
                 let other = this.ctl.end_primary();
                 if let Step::Return(result) = this.ctl.on_result(Err(err), other) {
@@ -322,7 +327,7 @@ fn poll_attempts<S, B, RB, C>(
     ctl: &mut Control<S, B, RB, C>,
 ) -> Poll<Result<Response<RB>, BoxError>>
 where
-    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>> + Clone,
     S::Error: Into<BoxError>,
     B: Body,
     C: Classify,
@@ -340,18 +345,18 @@ where
                 cold.phase = Phase::Ready;
             }
             Phase::Ready => {
-                let Some(state) = ctl.retry.as_mut() else {
+                let Some(svc) = ctl.retry_service() else {
                     return Poll::Ready(ctl.give_up());
                 };
                 // Never call a service that has not said it is ready.
-                if let Err(e) = ready!(state.svc.poll_ready(cx)) {
+                if let Err(e) = ready!(svc.poll_ready(cx)) {
                     let e: BoxError = e.into();
                     tracing::debug!(error = %e, "inner service failed before a retry");
                     return Poll::Ready(ctl.give_up());
                 }
-                let permit = cold.permit.take();
+                let permit = ctl.cold_mut().permit.take();
                 let Some(attempt) = ctl.start(permit) else {
-                    ctl.handle.shared.stats.inc_abandoned();
+                    ctl.handle.shared().stats.inc_abandoned();
                     return Poll::Ready(ctl.give_up());
                 };
                 run_primary(primary.as_mut(), timer.as_mut(), ctl, attempt);
@@ -374,7 +379,7 @@ where
                     if primary.is_none() {
                         run_primary(primary.as_mut(), timer.as_mut(), ctl, attempt);
                     } else {
-                        let per_try = ctl.handle.shared.policy.per_try_timeout;
+                        let per_try = ctl.handle.shared().policy.per_try_timeout;
                         let hedge = TryFuture::new(attempt, per_try.unwrap_or_default());
                         ctl.cold_mut().secondary = Some(Box::pin(hedge));
                     }
@@ -416,7 +421,7 @@ where
 
 impl<S, B, RB, C> Control<S, B, RB, C>
 where
-    S: Service<Request<RetryBody<B>>, Response = Response<RB>>,
+    S: Service<Request<RetryBody<B>>, Response = Response<RB>> + Clone,
     S::Error: Into<BoxError>,
     B: Body,
     C: Classify,
@@ -436,7 +441,7 @@ where
     #[inline]
     fn settled(&self, res: &Response<RB>) -> bool {
         self.retry.is_none()
-            || (res.status().as_u16() < 400 && !self.handle.shared.retries_below_400)
+            || (res.status().as_u16() < 400 && !self.handle.shared().retries_below_400)
     }
 
     /// The primary attempt has ended: gives back its retry slot. Returns
@@ -451,6 +456,17 @@ where
         }
     }
 
+    /// The service this request's retries go to, cloned from the layer's on
+    /// first use; `None` when the policy cannot retry.
+    fn retry_service(&mut self) -> Option<&mut S>
+    where
+        S: Clone,
+    {
+        let state = self.retry.as_mut()?;
+        let local = &self.handle.local;
+        Some(state.svc.get_or_insert_with(|| local.service()))
+    }
+
     /// The retry state, made on first use.
     fn cold_mut(&mut self) -> &mut Cold<S::Future, RB> {
         self.cold.get_or_insert_with(Box::default)
@@ -463,7 +479,7 @@ where
         result: Result<Response<RB>, BoxError>,
         other_running: bool,
     ) -> Step<RB> {
-        let shared = &*self.handle.shared;
+        let shared = self.handle.shared();
         let Some(state) = self.retry.as_mut() else {
             // Retries are off: the result is the answer, whatever it is.
             if let Err(err) = &result
@@ -572,7 +588,7 @@ where
     /// Whether a hedge may start now (an attempt left, a replayable body, a
     /// retry slot); takes the attempt and the slot.
     fn grant_hedge(&mut self) -> bool {
-        let shared = &*self.handle.shared;
+        let shared = self.handle.shared();
         let Some(state) = self.retry.as_mut() else {
             return false;
         };
@@ -590,11 +606,12 @@ where
 
     /// Starts the granted hedge once the inner service is ready.
     fn poll_hedge(&mut self, cx: &mut Context<'_>) -> Option<Started<S::Future>> {
-        let state = self.retry.as_mut()?;
-        match state.svc.poll_ready(cx) {
+        match self.retry_service()?.poll_ready(cx) {
             Poll::Pending => None,
             Poll::Ready(Err(_)) => {
-                state.retries_left += 1;
+                if let Some(state) = self.retry.as_mut() {
+                    state.retries_left += 1;
+                }
                 let cold = self.cold_mut();
                 cold.hedge_wanted = false;
                 cold.permit = None;
@@ -606,7 +623,7 @@ where
                 let permit = cold.permit.take();
                 let attempt = self.start(permit);
                 if attempt.is_some() {
-                    self.handle.shared.stats.inc_hedges();
+                    self.handle.shared().stats.inc_hedges();
                 }
                 attempt
             }
@@ -617,7 +634,7 @@ where
     /// the body can no longer be replayed (or, which cannot happen, the head
     /// not be built again).
     fn start(&mut self, permit: Option<RetryPermit>) -> Option<Started<S::Future>> {
-        let shared = &*self.handle.shared;
+        let shared = self.handle.shared();
         let policy = &shared.policy;
         let state = self.retry.as_mut()?;
         let body = state.body.next()?;
@@ -641,7 +658,7 @@ where
             true => earliest(per_try_at, self.overall).map(AttemptDeadline),
             false => None,
         };
-        let fut = state.svc.call(req);
+        let fut = state.svc.as_mut()?.call(req);
         shared.stats.inc_retries();
         Some(Started {
             fut,

@@ -74,11 +74,13 @@ impl Head {
         let mut parts = http::uri::Parts::default();
         parts.scheme = self.scheme.clone();
         if let Some(n) = self.authority {
-            parts.authority = Some(Authority::from_maybe_shared(Bytes::copy_from_slice(packed.take(n)?)).ok()?);
+            parts.authority =
+                Some(Authority::from_maybe_shared(Bytes::copy_from_slice(packed.take(n)?)).ok()?);
         }
         if let Some(n) = self.path_and_query {
-            parts.path_and_query =
-                Some(PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(packed.take(n)?)).ok()?);
+            parts.path_and_query = Some(
+                PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(packed.take(n)?)).ok()?,
+            );
         }
         let mut req = Request::new(body);
         *req.method_mut() = self.method.clone();
@@ -153,7 +155,14 @@ mod tests {
         assert_eq!(order(&again), order(&req));
         assert_eq!(
             order(&again),
-            ["b=1", "b=3", "b=", "a=2", "x-custom-name=c=4", "authorization=Bearer t"]
+            [
+                "b=1",
+                "b=3",
+                "b=",
+                "a=2",
+                "x-custom-name=c=4",
+                "authorization=Bearer t"
+            ]
         );
         assert!(again.headers()["authorization"].is_sensitive());
         assert!(!again.headers()["a"].is_sensitive());

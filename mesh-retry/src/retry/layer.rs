@@ -91,7 +91,7 @@ impl<C> fmt::Debug for RetryLayer<C> {
     }
 }
 
-impl<S, C> Layer<S> for RetryLayer<C> {
+impl<S: Clone, C> Layer<S> for RetryLayer<C> {
     type Service = Retry<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {

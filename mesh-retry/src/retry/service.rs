@@ -13,7 +13,7 @@ use tower::Service;
 
 use super::future::{ResponseFuture, RetryState, earliest, mark_attempt_header};
 use super::head::Head;
-use super::shared::{Handle, Shared};
+use super::shared::{Handle, Local, Shared};
 use crate::body::{BodySource, RetryBody};
 use crate::deadline;
 use crate::policy::RetryPolicy;
@@ -22,38 +22,43 @@ use crate::stats::RetryStats;
 /// Retries requests to `S` by a [`RetryPolicy`], with per-try and overall
 /// timeouts, a budget and hedging. See the [module docs](crate::retry).
 ///
-/// `S` takes requests whose body is a [`RetryBody`] and must be `Clone`: a
-/// request that may be retried keeps the ready service it was called on (and
-/// the layer keeps a fresh clone to drive to readiness), so that each retry
-/// waits for that service to be ready again before calling it.
+/// `S` takes requests whose body is a [`RetryBody`] and must be `Clone`: the
+/// layer keeps a clone of the service it wrapped, and a request that retries
+/// (or hedges) takes a fresh clone of it, waiting for it to be ready before
+/// each further attempt. The first attempt is called on the layer's own
+/// service, which `poll_ready` drove to readiness, so a request that is not
+/// retried clones nothing.
 pub struct Retry<S, C = GrpcClassifier> {
     inner: S,
-    shared: Arc<Shared<C>>,
+    local: Arc<Local<S, C>>,
 }
 
-impl<S> Retry<S> {
+impl<S: Clone> Retry<S> {
     /// Wraps `inner` with `policy` and the default gRPC-aware classifier.
     pub fn new(inner: S, policy: RetryPolicy) -> Self {
-        Retry {
-            inner,
-            shared: Arc::new(Shared::new(policy, GrpcClassifier::new())),
-        }
+        Retry::from_shared(inner, Arc::new(Shared::new(policy, GrpcClassifier::new())))
     }
 }
 
 impl<S, C> Retry<S, C> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>) -> Self {
-        Retry { inner, shared }
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>) -> Self
+    where
+        S: Clone,
+    {
+        Retry {
+            local: Arc::new(Local::new(shared, inner.clone())),
+            inner,
+        }
     }
 
     /// The counters of this layer.
     pub fn stats(&self) -> RetryStats {
-        self.shared.stats.clone()
+        self.local.shared.stats.clone()
     }
 
     /// The policy.
     pub fn policy(&self) -> &RetryPolicy {
-        &self.shared.policy
+        &self.local.shared.policy
     }
 
     /// The inner service.
@@ -76,7 +81,7 @@ impl<S: Clone, C> Clone for Retry<S, C> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
+            local: self.local.clone(),
         }
     }
 }
@@ -85,7 +90,7 @@ impl<S: fmt::Debug, C> fmt::Debug for Retry<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
-            .field("shared", &self.shared)
+            .field("shared", &self.local)
             .finish()
     }
 }
@@ -106,7 +111,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let shared = &self.shared;
+        let shared = &*self.local.shared;
         let policy = &shared.policy;
         let caller = policy
             .deadline_header
@@ -118,7 +123,7 @@ where
             (timeout.is_some() || policy.per_try_timeout.is_some()).then(tokio::time::Instant::now);
         let per_try_at = now.zip(policy.per_try_timeout).map(|(now, d)| now + d);
         let overall = now.zip(timeout).map(|(now, t)| now + t);
-        let handle = Handle::new(shared.clone());
+        let handle = Handle::new(self.local.clone());
         // Endpoint layers count an attempt dropped at this instant as a
         // timeout of their endpoint (outlier detection).
         let deadline = match policy.attempt_deadline {
@@ -140,20 +145,13 @@ where
         // The head is copied before this attempt's header and context go in,
         // so the copy does not clone them; each retry sets its own.
         let head = Head::of(&req);
-        let mut source = None;
-        let mut req = req.map(|body| {
-            let (first, rest) = BodySource::new(body, policy.replay_cap);
-            source = Some(rest);
-            first
-        });
-        let Some(source) = source else {
-            unreachable!("`map` calls its closure")
-        };
-        // Keep the service that was driven to readiness for this request's
-        // retries; the layer drives a fresh clone for the next request.
-        let clone = self.inner.clone();
-        let mut state = Box::new(RetryState {
-            svc: std::mem::replace(&mut self.inner, clone),
+        let (parts, body) = req.into_parts();
+        let (first_body, source) = BodySource::new(body, policy.replay_cap);
+        let mut req = Request::from_parts(parts, first_body);
+        // The first attempt goes to this ready service; a retry takes a clone
+        // of the layer's when it needs one.
+        let state = Box::new(RetryState {
+            svc: None,
             head,
             body: source,
             attempt: Attempt::FIRST,
@@ -170,7 +168,7 @@ where
         let slot =
             (policy.attempt_endpoint && policy.per_try_timeout.is_some()).then(EndpointSlot::new);
         first_context(req.extensions_mut(), slot.as_ref(), deadline);
-        let first = state.svc.call(req);
+        let first = self.inner.call(req);
         ResponseFuture::new(
             handle,
             first,

@@ -2,7 +2,7 @@
 //! give budget and limit slots back.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use mesh_core::classify::Classify;
 use mesh_core::limit::{Permit, SharedLimit};
@@ -87,24 +87,68 @@ impl<C> fmt::Debug for Shared<C> {
     }
 }
 
-/// One request's hold on its layer: counts the request as active in the
-/// budget while it lives.
-pub(crate) struct Handle<C> {
+/// What one [`Retry`](super::Retry) shares with its clones and its
+/// requests: its layer's state, and a clone of the service it wrapped, from
+/// which a request that retries takes a service of its own.
+///
+/// Keeping that clone here spares every request a clone of the inner service
+/// (an allocation, for a boxed one): the first attempt is called on the
+/// layer's own ready service, and only a retry or a hedge makes a clone.
+pub(crate) struct Local<S, C> {
     pub(crate) shared: Arc<Shared<C>>,
+    /// Locked only so that a `Send` service makes a `Sync` state (requests
+    /// hold this across threads); taken once per retrying request, never on
+    /// the success path.
+    proto: Mutex<S>,
 }
 
-impl<C> Handle<C> {
-    pub(crate) fn new(shared: Arc<Shared<C>>) -> Self {
-        if let Some(budget) = &shared.budget {
-            budget.request_started();
+impl<S: Clone, C> Local<S, C> {
+    pub(crate) fn new(shared: Arc<Shared<C>>, proto: S) -> Self {
+        Local {
+            shared,
+            proto: Mutex::new(proto),
         }
-        Handle { shared }
+    }
+
+    /// A fresh clone of the wrapped service, for a request's retries.
+    pub(crate) fn service(&self) -> S {
+        self.proto
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
-impl<C> Drop for Handle<C> {
+impl<S, C> fmt::Debug for Local<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+/// One request's hold on its layer: counts the request as active in the
+/// budget while it lives.
+pub(crate) struct Handle<S, C> {
+    pub(crate) local: Arc<Local<S, C>>,
+}
+
+impl<S, C> Handle<S, C> {
+    pub(crate) fn new(local: Arc<Local<S, C>>) -> Self {
+        if let Some(budget) = &local.shared.budget {
+            budget.request_started();
+        }
+        Handle { local }
+    }
+
+    /// The layer's shared state.
+    #[inline]
+    pub(crate) fn shared(&self) -> &Shared<C> {
+        &self.local.shared
+    }
+}
+
+impl<S, C> Drop for Handle<S, C> {
     fn drop(&mut self) {
-        if let Some(budget) = &self.shared.budget {
+        if let Some(budget) = &self.local.shared.budget {
             budget.request_ended();
         }
     }

@@ -67,6 +67,7 @@ pub(crate) fn caller_timeout(headers: &HeaderMap, name: &HeaderName) -> Option<D
 
 /// The effective overall timeout: the configured one, shortened (never
 /// lengthened) by the caller's. Either alone applies.
+#[inline]
 pub(crate) fn shorter(configured: Option<Duration>, caller: Option<Duration>) -> Option<Duration> {
     match (configured, caller) {
         (Some(a), Some(b)) => Some(a.min(b)),

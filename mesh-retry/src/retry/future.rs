@@ -189,8 +189,8 @@ fn hedge_delay<C, S, B>(
     handle: &Handle<S, C>,
     retry: Option<&RetryState<S, B>>,
 ) -> Option<Duration> {
-    let delay = handle.shared().policy.hedge_delay?;
     let state = retry?;
+    let delay = handle.shared().policy.hedge_delay?;
     (state.retries_left > 0 && state.body.is_replayable()).then_some(delay)
 }
 
@@ -678,11 +678,15 @@ where
 }
 
 /// Puts the attempt number in `x-envoy-attempt-count`, if asked.
-#[inline]
+#[inline(always)]
 pub(super) fn mark_attempt_header(headers: &mut HeaderMap, attempt: Attempt, header: bool) {
     if header {
-        headers.insert(ATTEMPT_COUNT_HEADER, attempt_value(attempt.get()));
+        set_attempt_header(headers, attempt);
     }
+}
+
+fn set_attempt_header(headers: &mut HeaderMap, attempt: Attempt) {
+    headers.insert(ATTEMPT_COUNT_HEADER, attempt_value(attempt.get()));
 }
 
 fn attempt_value(n: u32) -> HeaderValue {

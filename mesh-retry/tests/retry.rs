@@ -967,3 +967,15 @@ async fn only_a_request_that_retries_clones_the_inner_service() {
         "the retry went to one fresh clone"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_too_long_for_the_clock_is_no_timeout() {
+    let upstream = Upstream::new(|n| Act::Status(if n == 0 { 503 } else { 200 }));
+    let mut p = policy(2, "5xx");
+    p.timeout = Some(Duration::MAX);
+    p.per_try_timeout = Some(Duration::MAX);
+    let layer = RetryLayer::new(p);
+    let res = send(&layer, &upstream, get()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(upstream.calls(), 2);
+}

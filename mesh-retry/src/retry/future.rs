@@ -651,7 +651,9 @@ where
         if let Some(tried) = &state.tried {
             ctx.tried.clone_from(tried);
         }
-        let per_try_at = policy.per_try_timeout.map(|d| Instant::now() + d);
+        let per_try_at = policy
+            .per_try_timeout
+            .and_then(|d| Instant::now().checked_add(d));
         let slot = (policy.attempt_endpoint && per_try_at.is_some()).then(EndpointSlot::new);
         ctx.slot.clone_from(&slot);
         ctx.deadline = match policy.attempt_deadline {

@@ -121,8 +121,11 @@ where
         // The clock is read once, and only when a timeout needs it.
         let now =
             (timeout.is_some() || policy.per_try_timeout.is_some()).then(tokio::time::Instant::now);
-        let per_try_at = now.zip(policy.per_try_timeout).map(|(now, d)| now + d);
-        let overall = now.zip(timeout).map(|(now, t)| now + t);
+        // A timeout too long to add to the clock is no timeout (never a panic).
+        let per_try_at = now
+            .zip(policy.per_try_timeout)
+            .and_then(|(now, d)| now.checked_add(d));
+        let overall = now.zip(timeout).and_then(|(now, t)| now.checked_add(t));
         let handle = Handle::new(self.local.clone());
         // Endpoint layers count an attempt dropped at this instant as a
         // timeout of their endpoint (outlier detection).

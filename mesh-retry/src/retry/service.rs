@@ -66,7 +66,9 @@ impl<S, C> Retry<S, C> {
         &self.inner
     }
 
-    /// The inner service, mutably.
+    /// The inner service, mutably. First attempts go to it; retries go to
+    /// clones of the service the layer wrapped, which a change made here
+    /// does not reach.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }

@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::HeaderValue;
-use http::uri::{Authority, PathAndQuery};
+use http::uri::PathAndQuery;
 use http::{HeaderName, Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use mesh_core::context::{Attempt, PeerIdentity};
@@ -65,10 +65,9 @@ struct Entry {
     start_time: SystemTime,
     start: Instant,
     method: Method,
-    path: Option<PathAndQuery>,
-    authority: AuthorityText,
+    /// The request's path, authority and id for the log line, in one buffer.
+    texts: Texts,
     protocol: &'static str,
-    request_id: HeaderValue,
     grpc: bool,
     mtls: bool,
     /// Counted by the request body, which the upstream side owns.
@@ -81,22 +80,55 @@ struct Entry {
     attempts: u32,
 }
 
-/// Where the access log's `authority` comes from, kept without copying: the
-/// request URI's authority, else the `Host` header, else empty.
-enum AuthorityText {
-    Uri(Authority),
-    Host(HeaderValue),
-    Empty,
+/// A request's path, authority and id, copied into one buffer for its log
+/// line. Clones of the parsed values would be cheaper to take, but they are
+/// slices of the connection's read buffer: held until the line is written,
+/// they keep that buffer shared, and hyper then allocates a new one (8 KiB)
+/// for the connection's next request instead of reusing it.
+struct Texts {
+    buf: String,
+    path_end: usize,
+    authority_end: usize,
 }
 
-impl AuthorityText {
-    fn as_str(&self) -> &str {
-        match self {
-            AuthorityText::Uri(a) => a.as_str(),
-            // Only a header that `to_str` accepted is kept.
-            AuthorityText::Host(h) => h.to_str().unwrap_or_default(),
-            AuthorityText::Empty => "",
+impl Texts {
+    /// `path` (`/` when the request has none), the authority (the URI's,
+    /// else the `Host` header, else empty) and `request_id`.
+    fn new(parts: &http::request::Parts, request_id: &str) -> Texts {
+        let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        let authority = match parts.uri.authority() {
+            Some(a) => a.as_str(),
+            None => parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default(),
+        };
+        let mut buf = String::with_capacity(path.len() + authority.len() + request_id.len());
+        buf.push_str(path);
+        let path_end = buf.len();
+        buf.push_str(authority);
+        let authority_end = buf.len();
+        buf.push_str(request_id);
+        Texts {
+            buf,
+            path_end,
+            authority_end,
         }
+    }
+
+    fn path(&self) -> &str {
+        self.buf.get(..self.path_end).unwrap_or_default()
+    }
+
+    fn authority(&self) -> &str {
+        self.buf
+            .get(self.path_end..self.authority_end)
+            .unwrap_or_default()
+    }
+
+    fn request_id(&self) -> &str {
+        self.buf.get(self.authority_end..).unwrap_or_default()
     }
 }
 
@@ -414,8 +446,8 @@ impl Entry {
             let line = Line {
                 start_time: self.start_time,
                 method: self.method.as_str(),
-                path: self.path.as_ref().map_or("/", PathAndQuery::as_str),
-                authority: self.authority.as_str(),
+                path: self.texts.path(),
+                authority: self.texts.authority(),
                 protocol: self.protocol,
                 response_code: self.status,
                 response_flags: self.flags,
@@ -425,7 +457,7 @@ impl Entry {
                 attempts: self.attempts,
                 bytes_received: bytes_in,
                 bytes_sent: bytes_out,
-                request_id: self.request_id.to_str().unwrap_or_default(),
+                request_id: self.texts.request_id(),
             };
             log.append(|buf| line.write_json(buf));
         }
@@ -479,23 +511,19 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, body_in) = req.into_parts();
-        let request_id = match parts.headers.get(&REQUEST_ID) {
-            Some(id) if id.to_str().is_ok() => id.clone(),
+        let generated;
+        let request_id = match parts.headers.get(&REQUEST_ID).map(HeaderValue::to_str) {
+            Some(Ok(id)) => id,
             _ => {
-                let id = HeaderValue::from_bytes(&uuid4())
+                generated = uuid4();
+                let id = HeaderValue::from_bytes(&generated)
                     .unwrap_or_else(|_| HeaderValue::from_static(""));
-                parts.headers.insert(REQUEST_ID, id.clone());
-                id
+                parts.headers.insert(REQUEST_ID, id);
+                std::str::from_utf8(&generated).unwrap_or_default()
             }
         };
+        let texts = Texts::new(&parts, request_id);
         let bytes_in = Arc::new(AtomicU64::new(0));
-        let authority = match parts.uri.authority() {
-            Some(a) => AuthorityText::Uri(a.clone()),
-            None => match parts.headers.get(http::header::HOST) {
-                Some(h) if h.to_str().is_ok() => AuthorityText::Host(h.clone()),
-                _ => AuthorityText::Empty,
-            },
-        };
         let grpc = parts
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -505,14 +533,12 @@ where
             start_time: SystemTime::now(),
             start: Instant::now(),
             method: parts.method.clone(),
-            path: parts.uri.path_and_query().cloned(),
-            authority,
+            texts,
             protocol: match parts.version {
                 http::Version::HTTP_2 => "HTTP/2",
                 http::Version::HTTP_10 => "HTTP/1.0",
                 _ => "HTTP/1.1",
             },
-            request_id,
             grpc,
             mtls: parts.extensions.get::<PeerIdentity>().is_some(),
             bytes_in: bytes_in.clone(),
@@ -688,6 +714,38 @@ mod tests {
             let theirs = serde_json::to_string(&s).unwrap();
             proptest::prop_assert_eq!(String::from_utf8(ours).unwrap(), theirs);
         }
+    }
+
+    #[test]
+    fn log_texts_come_from_the_uri_else_the_host_header() {
+        let texts = |req: Request<()>, id: &str| {
+            let t = Texts::new(&req.into_parts().0, id);
+            (
+                t.path().to_owned(),
+                t.authority().to_owned(),
+                t.request_id().to_owned(),
+            )
+        };
+        let origin = Request::get("/a/b?c=d").header("host", "reviews:9080");
+        assert_eq!(
+            texts(origin.body(()).unwrap(), "id-1"),
+            ("/a/b?c=d".into(), "reviews:9080".into(), "id-1".into())
+        );
+        let absolute = Request::get("http://ratings:9080/x").header("host", "other");
+        assert_eq!(
+            texts(absolute.body(()).unwrap(), ""),
+            ("/x".into(), "ratings:9080".into(), String::new())
+        );
+        let connect = Request::connect("db:5432").body(()).unwrap();
+        assert_eq!(
+            texts(connect, "é"),
+            ("/".into(), "db:5432".into(), "é".into())
+        );
+        let bad_host = Request::get("/").header("host", &b"\xff"[..]);
+        assert_eq!(
+            texts(bad_host.body(()).unwrap(), "x"),
+            ("/".into(), String::new(), "x".into())
+        );
     }
 
     #[test]

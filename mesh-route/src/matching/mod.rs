@@ -29,6 +29,7 @@ mod request;
 mod string;
 
 pub use self::request::RouteMatcher;
+pub(crate) use self::request::View;
 pub(crate) use self::string::CompiledString;
 
 #[cfg(test)]

@@ -31,13 +31,26 @@ struct BlockMatcher {
     query_params: Box<[(Box<str>, CompiledString)]>,
 }
 
-/// What of a request the matchers read, computed at most once per request.
-struct View<'a, B> {
+/// What of a request the matchers read, computed at most once per request
+/// however many routes are tried: the path always (every route has a URI
+/// condition or none), the authority when a block asks for it.
+pub(crate) struct View<'a, B> {
     req: &'a Request<B>,
+    path: &'a [u8],
     authority: OnceCell<Option<&'a str>>,
 }
 
 impl<'a, B> View<'a, B> {
+    /// A view of `req`.
+    #[inline]
+    pub(crate) fn new(req: &'a Request<B>) -> Self {
+        View {
+            req,
+            path: req.uri().path().as_bytes(),
+            authority: OnceCell::new(),
+        }
+    }
+
     fn authority(&self) -> Option<&'a str> {
         *self.authority.get_or_init(|| authority_of(self.req))
     }
@@ -64,16 +77,20 @@ impl RouteMatcher {
 
     /// Whether the request matches.
     pub fn matches<B>(&self, req: &Request<B>) -> bool {
-        self.blocks.is_empty() || self.find(req).is_some()
+        self.matches_view(&View::new(req))
+    }
+
+    /// Whether the request `view` shows matches (a router builds one view
+    /// per request for all its routes).
+    #[inline]
+    pub(crate) fn matches_view<B>(&self, view: &View<'_, B>) -> bool {
+        self.blocks.is_empty() || self.blocks.iter().any(|b| b.matches(view))
     }
 
     /// The index of the first block the request matches (`None` for an empty
     /// list too; see [`matches`](Self::matches)).
     pub fn find<B>(&self, req: &Request<B>) -> Option<usize> {
-        let view = View {
-            req,
-            authority: OnceCell::new(),
-        };
+        let view = View::new(req);
         self.blocks.iter().position(|b| b.matches(&view))
     }
 
@@ -133,11 +150,10 @@ impl BlockMatcher {
     fn matches<B>(&self, view: &View<'_, B>) -> bool {
         let req = view.req;
         if let Some(uri) = &self.uri {
-            let path = req.uri().path().as_bytes();
             let ok = if self.ignore_uri_case {
-                uri.matches_ignore_case(path)
+                uri.matches_ignore_case(view.path)
             } else {
-                uri.matches(path)
+                uri.matches(view.path)
             };
             if !ok {
                 return false;

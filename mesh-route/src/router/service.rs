@@ -8,7 +8,7 @@ use mesh_core::context::{RequestContext, RouteName};
 use tower::Service;
 
 use super::{ReadyOneshot, ResponseFuture};
-use crate::matching::RouteMatcher;
+use crate::matching::{RouteMatcher, View};
 
 /// One route (one match block of one Istio route, as Envoy has one route
 /// per match): when it applies, its name and its service.
@@ -74,10 +74,11 @@ impl<S> Router<S> {
     /// The route the request would take: its index and name.
     #[inline]
     pub fn route<B>(&self, req: &Request<B>) -> Option<(usize, &RouteName)> {
+        let view = View::new(req);
         self.entries
             .iter()
             .enumerate()
-            .find(|(_, e)| e.matcher.matches(req))
+            .find(|(_, e)| e.matcher.matches_view(&view))
             .map(|(i, e)| (i, &e.name))
     }
 
@@ -152,7 +153,9 @@ impl<S> Router<S> {
     where
         S: Service<Request<B>> + Clone,
     {
-        match self.entries.iter().find(|e| e.matcher.matches(&req)) {
+        let view = View::new(&req);
+        let found = self.entries.iter().find(|e| e.matcher.matches_view(&view));
+        match found {
             Some(entry) => {
                 if self.name_requests {
                     RequestContext::get_mut(req.extensions_mut()).route = Some(entry.name.clone());

@@ -82,7 +82,8 @@ pub struct RetryPolicy {
     /// endpoint), the retry then avoids that endpoint, as Envoy's
     /// previous-hosts predicate (which Istio sets) does. On by default;
     /// without a balancer below that writes it, turning it off spares each
-    /// request the slot and the request context.
+    /// first attempt the slot, and the request context too when
+    /// [`attempt_deadline`](Self::attempt_deadline) is off as well.
     pub attempt_endpoint: bool,
 }
 

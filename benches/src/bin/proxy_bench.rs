@@ -70,7 +70,8 @@ USAGE: cargo run --release -p benches --bin proxy-bench -- [OPTIONS]
   --mesh-proxy PATH   use this mesh-proxy binary instead of building target/release/mesh-proxy
   --out DIR           where raw results and summary.md go (default target/proxy-bench/<time>)
   --only KEYS         measure only these targets, a comma list of direct, full, off, nginx,
-                      haproxy, mtls (default: all; keep direct for the added latency)
+                      haproxy, mtls (default: all; keep direct for the added latency and
+                      nginx for the ratio to it); every target is still started
   --kinds KINDS       closed, open or both (default closed,open)
 ";
 
@@ -1400,11 +1401,11 @@ fn summarize(
             .collect();
         let _ = writeln!(
             o,
-            "| {} | {:.0} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {} | {} |",
+            "| {} | {:.0} | {} | {} | {:.3} | {:.3} | {} | {} | {} |",
             t.name,
             r,
-            r / direct,
-            r / nginx,
+            opt(r / direct, 2),
+            opt(r / nginx, 2),
             med(s, |x| x.p50),
             med(s, |x| x.p99),
             if proxied {

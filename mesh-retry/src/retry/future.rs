@@ -34,11 +34,14 @@ pin_project! {
     /// The timer fires at the earlier of the overall deadline and the primary
     /// attempt's per-try timeout, and is moved (not remade) for each new
     /// attempt: a request with both timeouts registers one timer, not two.
+    /// It is made when the request first waits: an answer at hand never
+    /// touches the timer wheel.
     ///
-    /// What a retry needs (the inner service, the request head, the body
-    /// source) is one box, made only when the policy can retry: it keeps the
-    /// future small (every layer above moves it) for one allocation beside
-    /// the head copy a retry needs anyway. What only retries and hedges use
+    /// What a retry needs (the request head, the body source, and the
+    /// service retries go to, cloned when the first retry needs it) is one
+    /// box, made only when the policy can retry: it keeps the future small
+    /// (every layer above moves it) for one allocation beside the head copy
+    /// a retry needs anyway. What only retries and hedges use
     /// (the phase, the hedged attempt, the backoff or hedge timer, the result
     /// held during a backoff, the granted slots) is another box, made when a
     /// retry or hedge is first needed.
@@ -638,8 +641,8 @@ where
         let policy = &shared.policy;
         let state = self.retry.as_mut()?;
         let body = state.body.next()?;
-        state.attempt = state.attempt.next();
         let mut req = state.head.request(body)?;
+        state.attempt = state.attempt.next();
         mark_attempt_header(
             req.headers_mut(),
             state.attempt,

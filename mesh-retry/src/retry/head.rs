@@ -39,7 +39,12 @@ impl Head {
     pub(super) fn of<B>(req: &Request<B>) -> Head {
         let uri = req.uri();
         let authority = uri.authority().map(Authority::as_str);
-        let path = uri.path_and_query().map(PathAndQuery::as_str);
+        // An empty URI (h2 lets one through) has no path, though its
+        // `path_and_query` reads as `/`: rebuilt, it must stay empty.
+        let path = match uri.path().is_empty() {
+            true => None,
+            false => uri.path_and_query().map(PathAndQuery::as_str),
+        };
         let headers = req.headers();
         let guess = authority.map_or(0, str::len)
             + path.map_or(0, str::len)
@@ -68,7 +73,9 @@ impl Head {
     }
 
     /// A new request with this head and `body`; `None` if the head could not
-    /// be built again (it always can: every part was valid when copied).
+    /// be built again. It always can, but for a header value made unchecked
+    /// (`HeaderValue::from_maybe_shared_unchecked`) with bytes
+    /// `HeaderValue::from_bytes` refuses: such a request is not retried.
     pub(super) fn request<B>(&self, body: B) -> Option<Request<B>> {
         let mut packed = Reader(&self.packed);
         let mut parts = http::uri::Parts::default();
@@ -180,17 +187,18 @@ mod tests {
             "http://reviews:9080",
             "https://user@reviews/x?y",
             "grpc://svc.ns:50051/pkg.Svc/Method",
+            "",
         ] {
             let method = if target == "reviews:9080" {
                 Method::CONNECT
             } else {
                 Method::GET
             };
-            let req = Request::builder()
-                .method(method)
-                .uri(target)
-                .body(())
-                .unwrap();
+            let uri = match target {
+                "" => Uri::from_parts(http::uri::Parts::default()).unwrap(),
+                t => t.parse().unwrap(),
+            };
+            let req = Request::builder().method(method).uri(uri).body(()).unwrap();
             let again = Head::of(&req).request(()).unwrap();
             assert_eq!(again.uri(), req.uri(), "{target}");
             assert_eq!(again.uri().to_string(), req.uri().to_string(), "{target}");

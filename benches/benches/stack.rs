@@ -96,6 +96,19 @@ fn stack(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // As mesh-proxy runs it, and as `Steer` does: no route name put in the
+    // request.
+    let mut router = Router::builder(routes())
+        .build(|_| Ok(service_fn(noop)))
+        .unwrap()
+        .with_route_names(false);
+    g.bench_function("mesh_router_unnamed", |b| {
+        b.iter_batched(
+            request,
+            |r| black_box(drive(&mut router, r)),
+            BatchSize::SmallInput,
+        )
+    });
     let endpoint = service_fn(noop::<Request<Body>>);
     let mut steer = tower::steer::Steer::new(vec![endpoint, endpoint, endpoint], steer_pick);
     g.bench_function("tower_steer", |b| {

@@ -48,11 +48,24 @@ struct Seen {
     at: Instant,
 }
 
-#[derive(Clone)]
 struct Upstream {
     script: Arc<dyn Fn(usize) -> Act + Send + Sync>,
     seen: Arc<Mutex<Vec<Seen>>>,
     dropped: Arc<AtomicUsize>,
+    /// How many times this upstream (or a clone) was cloned.
+    clones: Arc<AtomicUsize>,
+}
+
+impl Clone for Upstream {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        Upstream {
+            script: self.script.clone(),
+            seen: self.seen.clone(),
+            dropped: self.dropped.clone(),
+            clones: self.clones.clone(),
+        }
+    }
 }
 
 fn endpoint(n: usize) -> SocketAddr {
@@ -65,6 +78,7 @@ impl Upstream {
             script: Arc::new(script),
             seen: Arc::default(),
             dropped: Arc::default(),
+            clones: Arc::default(),
         }
     }
 
@@ -891,53 +905,12 @@ async fn a_success_marked_ratelimited_is_retried_under_envoy_ratelimited_only() 
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
-/// An upstream that counts its clones.
-struct Counted {
-    inner: Upstream,
-    clones: Arc<AtomicUsize>,
-}
-
-impl Clone for Counted {
-    fn clone(&self) -> Self {
-        self.clones.fetch_add(1, Ordering::SeqCst);
-        Counted {
-            inner: self.inner.clone(),
-            clones: self.clones.clone(),
-        }
-    }
-}
-
-impl<B> Service<Request<RetryBody<B>>> for Counted
-where
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    type Response = Response<String>;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Response<String>, BoxError>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), BoxError>> {
-        Service::<Request<RetryBody<B>>>::poll_ready(&mut self.inner, cx)
-    }
-
-    fn call(&mut self, req: Request<RetryBody<B>>) -> Self::Future {
-        self.inner.call(req)
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn only_a_request_that_retries_clones_the_inner_service() {
     // Calls 0-9 succeed; call 10 fails and its retry (call 11) succeeds.
     let upstream = Upstream::new(|n| Act::Status(if n == 10 { 503 } else { 200 }));
-    let clones = Arc::new(AtomicUsize::new(0));
-    let mut svc = RetryLayer::new(policy(2, "5xx")).layer(Counted {
-        inner: upstream.clone(),
-        clones: clones.clone(),
-    });
+    let clones = upstream.clones.clone();
+    let mut svc = RetryLayer::new(policy(2, "5xx")).layer(upstream.clone());
     let at_start = clones.load(Ordering::SeqCst);
     for _ in 0..10 {
         let res = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)

@@ -461,10 +461,7 @@ where
 
     /// The service this request's retries go to, cloned from the layer's on
     /// first use; `None` when the policy cannot retry.
-    fn retry_service(&mut self) -> Option<&mut S>
-    where
-        S: Clone,
-    {
+    fn retry_service(&mut self) -> Option<&mut S> {
         let state = self.retry.as_mut()?;
         let local = &self.handle.local;
         Some(state.svc.get_or_insert_with(|| local.service()))
@@ -634,8 +631,8 @@ where
     }
 
     /// Calls the (ready) inner service with the next attempt, or `None` if
-    /// the body can no longer be replayed (or, which cannot happen, the head
-    /// not be built again).
+    /// the body can no longer be replayed or the head not be built again
+    /// (see [`Head::request`]).
     fn start(&mut self, permit: Option<RetryPermit>) -> Option<Started<S::Future>> {
         let shared = self.handle.shared();
         let policy = &shared.policy;

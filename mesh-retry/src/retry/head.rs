@@ -13,10 +13,9 @@ use http::{Extensions, HeaderName, HeaderValue, Method, Request, Uri, Version};
 ///
 /// Cloning the values instead would cost an atomic increment (and decrement)
 /// per value, or an allocation for a value not yet shared, and would keep
-/// alive the buffer they were parsed from: hyper could not reuse a
-/// connection's read buffer while a request's copy is held, and would make a
-/// new one. Order is kept: names in their first-seen order, each name's
-/// values in theirs.
+/// the buffer they were parsed from referenced for as long as the request
+/// lives. Order is kept: names in their first-seen order, each name's values
+/// in theirs.
 pub(super) struct Head {
     method: Method,
     scheme: Option<Scheme>,

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Cases: the rows of the retry bench (`bare`, `tower_retry`, `mesh_retry`,
-//! `mesh_retry_like_tower`, `*_post*`, `tower_timeout`, `mesh_timeout*`,
+//! `mesh_retry_like_tower`, `*_post*`, `tower_timeout`, `mesh_timeout*`
+//! (`mesh_timeout_layer*` is [`TimeoutLayer`]),
 //! `tower_timeout_retry_timeout`, `mesh_retry_with_timeouts*`) and of the
 //! stack bench (`stack_mesh`, `stack_tower`, `router`, `steer`); `sizes`
 //! prints the futures' sizes. With `ICOUNT_CLIENT_ADDR` set, each request
@@ -26,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{Empty, Full};
-use mesh_retry::{RetryBody, RetryLayer, RetryPolicy};
+use mesh_retry::{RetryBody, RetryLayer, RetryPolicy, TimeoutLayer};
 use tower::{Layer, Service, service_fn};
 
 fn run<S, B>(n: usize, mut svc: S, body: impl Fn() -> B)
@@ -150,6 +151,19 @@ fn main() {
         "mesh_timeout" => run(
             n,
             RetryLayer::new(timeout_only).layer(service_fn(ok::<Request<RetryBody<_>>>)),
+            empty,
+        ),
+        "mesh_timeout_layer" => run(
+            n,
+            TimeoutLayer::new(Duration::from_secs(15)).layer(service_fn(ok)),
+            empty,
+        ),
+        "mesh_timeout_layer_like_tower" => run(
+            n,
+            TimeoutLayer::new(Duration::from_secs(15))
+                .deadline_header(None)
+                .attempt_deadline(false)
+                .layer(service_fn(ok)),
             empty,
         ),
         "mesh_timeout_like_tower" => run(

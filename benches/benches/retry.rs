@@ -1,7 +1,8 @@
 //! The retry layer's success path beside tower's: `mesh_retry::Retry` against
 //! `tower::retry::Retry` (with a policy that clones the request, as an HTTP
-//! user must), and the retry layer's overall timeout against
-//! `tower::timeout::Timeout`, all over the same always-ready upstream.
+//! user must), and the retry layer's overall timeout and the route timeout
+//! alone (`mesh_retry::TimeoutLayer`) against `tower::timeout::Timeout`, all
+//! over the same always-ready upstream.
 //!
 //! Each mesh case runs twice: `*_like_tower` with the policy doing only what
 //! its tower counterpart does (no `x-envoy-attempt-count`, no caller deadline
@@ -19,7 +20,7 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::Request;
 use http_body_util::{Empty, Full};
 use mesh_retry::budget::ConcurrencyBudget;
-use mesh_retry::{RetryBody, RetryLayer, RetryPolicy};
+use mesh_retry::{RetryBody, RetryLayer, RetryPolicy, TimeoutLayer};
 use tower::{Layer, service_fn};
 
 #[path = "support/stacks.rs"]
@@ -145,6 +146,27 @@ fn retry(c: &mut Criterion) {
         b.iter_batched(
             || request(Empty::new()),
             |r| black_box(drive(&mut mesh_timeout, r)),
+            BatchSize::SmallInput,
+        )
+    });
+    // The route timeout alone: mesh-retry's `TimeoutLayer`.
+    let mut mesh_timeout_layer =
+        TimeoutLayer::new(Duration::from_secs(15)).layer(service_fn(ok::<Request<Empty<Bytes>>>));
+    g.bench_function("mesh_timeout_layer", |b| {
+        b.iter_batched(
+            || request(Empty::new()),
+            |r| black_box(drive(&mut mesh_timeout_layer, r)),
+            BatchSize::SmallInput,
+        )
+    });
+    let mut mesh_timeout_layer = TimeoutLayer::new(Duration::from_secs(15))
+        .deadline_header(None)
+        .attempt_deadline(false)
+        .layer(service_fn(ok::<Request<Empty<Bytes>>>));
+    g.bench_function("mesh_timeout_layer_like_tower", |b| {
+        b.iter_batched(
+            || request(Empty::new()),
+            |r| black_box(drive(&mut mesh_timeout_layer, r)),
             BatchSize::SmallInput,
         )
     });

@@ -21,6 +21,7 @@
 //! | [`budget`] | [`ConcurrencyBudget`](budget::ConcurrencyBudget) (Envoy), [`TpsBudget`](budget::TpsBudget) (tower) |
 //! | [`deadline`] | reading a caller's deadline |
 //! | [`RetryStats`] | Envoy's `upstream_rq_retry*` counters |
+//! | [`timeout`] | [`TimeoutLayer`], [`Timeout`]: the route timeout alone, for a stack without retries |
 //!
 //! # Example
 //!
@@ -68,6 +69,7 @@ mod policy;
 pub mod retry;
 mod retry_on;
 mod stats;
+pub mod timeout;
 
 pub use self::backoff::Backoff;
 pub use self::body::RetryBody;
@@ -76,3 +78,4 @@ pub use self::policy::{IstioRetries, RetryPolicy};
 pub use self::retry::{ATTEMPT_COUNT_HEADER, Retry, RetryLayer};
 pub use self::retry_on::{RATELIMITED_HEADER, RetryCondition, RetryOn};
 pub use self::stats::RetryStats;
+pub use self::timeout::{Timeout, TimeoutLayer};

@@ -116,6 +116,14 @@ fn retry(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("timeout_success");
+    // The upstream alone, so that each layer's own time is its row less this.
+    g.bench_function("bare", |b| {
+        b.iter_batched(
+            || request(Empty::new()),
+            |r| black_box(drive(&mut bare, r)),
+            BatchSize::SmallInput,
+        )
+    });
     let mut tower_timeout = tower::timeout::TimeoutLayer::new(Duration::from_secs(15))
         .layer(service_fn(ok::<Request<Empty<Bytes>>>));
     g.bench_function("tower_timeout", |b| {

@@ -173,6 +173,16 @@ impl Cluster {
         })
     }
 
+    /// Whether its balancer reads the client's address
+    /// ([`ClientAddr`](mesh_core::context::ClientAddr)): a consistent hash
+    /// on the source IP.
+    pub(crate) fn reads_client_addr(&self) -> bool {
+        matches!(
+            load_balancer(&self.policy).hash_key(),
+            Some(mesh_lb::HashKey::SourceIp)
+        )
+    }
+
     /// The endpoints with their health and load.
     pub(crate) fn view(&self) -> Vec<EndpointView> {
         let states = self

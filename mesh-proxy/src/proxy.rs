@@ -39,6 +39,7 @@ use crate::dns::{self, DnsTarget, Resolver};
 use crate::headers;
 use crate::metrics::Metrics;
 use crate::observe::DestinationService;
+use crate::server::ClientAddrs;
 use crate::tcp::TcpRoute;
 use crate::upstream::AddrPools;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -52,6 +53,9 @@ pub struct Proxy {
     ready: AtomicBool,
     listeners: Mutex<Vec<(String, SocketAddr)>>,
     versions: AtomicU64,
+    /// Whether a cluster of the config in force reads the client's address:
+    /// outbound requests carry it only then (see [`ClientAddrs`]).
+    client_addr: Arc<AtomicBool>,
 }
 
 /// One config version, ready to serve.
@@ -81,6 +85,13 @@ pub(crate) enum VipTarget {
     Http,
     /// Opaque TCP to the service's endpoints.
     Tcp(Arc<TcpRoute>),
+}
+
+impl Snapshot {
+    /// Whether a cluster's balancer reads the client's address.
+    fn reads_client_addr(&self) -> bool {
+        self.clusters.values().any(|c| c.reads_client_addr())
+    }
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -151,6 +162,7 @@ impl Proxy {
         let env = Env { identity, resolver };
         let snapshot = build(config, 1, None, &env)?;
         Ok(Arc::new(Proxy {
+            client_addr: Arc::new(AtomicBool::new(snapshot.reads_client_addr())),
             current: ArcSwap::from_pointee(snapshot),
             env,
             metrics: Arc::new(Metrics::new()),
@@ -167,7 +179,17 @@ impl Proxy {
         let version = self.versions.load(Ordering::Acquire) + 1;
         let snapshot = build(config, version, Some(&previous), &self.env)?;
         self.versions.store(version, Ordering::Release);
+        // Turned on before the swap and off after it, so that requests the
+        // new config routes carry the address when it reads it (one the
+        // config does not read is only unused).
+        let wanted = snapshot.reads_client_addr();
+        if wanted {
+            self.client_addr.store(true, Ordering::Release);
+        }
         self.current.store(Arc::new(snapshot));
+        if !wanted {
+            self.client_addr.store(false, Ordering::Release);
+        }
         Ok(version)
     }
 
@@ -184,6 +206,12 @@ impl Proxy {
     /// count taken: for the request path, which clones what it keeps).
     pub(crate) fn current(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.current.load()
+    }
+
+    /// Which outbound requests carry the client's address: while a cluster
+    /// of the config in force reads it.
+    pub(crate) fn client_addrs(&self) -> ClientAddrs {
+        ClientAddrs::while_set(self.client_addr.clone())
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
@@ -840,9 +868,9 @@ impl Outbound {
         }
     }
 
-    /// A request no service claims.
-    fn unclaimed(&self, req: Request<Body>, host: &str) -> ResponseFuture {
-        let dst = req.extensions().get::<OriginalDst>().map(|d| d.0);
+    /// A request no service claims; `dst` is where its connection was going,
+    /// when captured.
+    fn unclaimed(&self, req: Request<Body>, dst: Option<SocketAddr>, host: &str) -> ResponseFuture {
         let (Some(dst), OutboundPolicy::AllowAny) = (dst, self.policy) else {
             return Box::pin(std::future::ready(Ok(unknown_host(host))));
         };
@@ -910,7 +938,9 @@ impl Service<Request<Body>> for Outbound {
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let snapshot = self.proxy.current();
         headers::strip_hop_by_hop(req.headers_mut());
-        let dst = req.extensions().get::<OriginalDst>().map(|d| d.0);
+        // Taken out: nothing below reads it, and a request whose extensions
+        // are left empty spares the retry layer a copy of them.
+        let dst = req.extensions_mut().remove::<OriginalDst>().map(|d| d.0);
         let vip = dst
             .and_then(|d| snapshot.find_vip(d))
             .filter(|v| matches!(v.target, VipTarget::Http))
@@ -919,11 +949,11 @@ impl Service<Request<Body>> for Outbound {
             Some(found) => found,
             None => {
                 let Some((host, port)) = target_of(&req) else {
-                    return self.unclaimed(req, "");
+                    return self.unclaimed(req, dst, "");
                 };
                 let Some(&si) = snapshot.hosts.get(&*host) else {
                     let host = host.into_owned();
-                    return self.unclaimed(req, &host);
+                    return self.unclaimed(req, dst, &host);
                 };
                 // A captured request without a port in its Host went to the
                 // port it was connecting to.
@@ -939,7 +969,7 @@ impl Service<Request<Body>> for Outbound {
             let host = target_of(&req)
                 .map(|(h, _)| h.into_owned())
                 .unwrap_or_default();
-            return self.unclaimed(req, &host);
+            return self.unclaimed(req, dst, &host);
         };
         svc.route(req)
     }

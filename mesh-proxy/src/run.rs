@@ -30,6 +30,7 @@ use crate::dns::Resolver;
 use crate::normalize::NormalizeRequest;
 use crate::observe::{Observe, ObserveConfig};
 use crate::proxy::{Outbound, Proxy};
+use crate::server::ClientAddrs;
 use crate::upstream::AddrPools;
 use crate::{admin, config, server};
 
@@ -277,6 +278,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                     tcp,
                     None,
                     Observe::new(NormalizeRequest::new(outbound), observe),
+                    proxy.client_addrs(),
                     shutdown.clone(),
                     limits,
                 ))
@@ -290,6 +292,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Running, Box
                     tcp,
                     acceptor.clone(),
                     Observe::new(NormalizeRequest::new(inbound), observe),
+                    ClientAddrs::never(),
                     shutdown.clone(),
                     limits,
                 ))

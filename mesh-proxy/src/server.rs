@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::graceful::{Graceful, Watcher};
@@ -12,6 +13,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use mesh_core::context::ClientAddr;
 use mesh_tls::{InboundStream, MtlsAcceptor, PeerInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -76,7 +78,7 @@ pub(crate) struct Limits {
 }
 
 /// Serves `listener` with `svc` (cloned per connection, with what is known
-/// of the peer: its address and, over mTLS, its identity) until `shutdown`
+/// of the peer: its address, as `addrs` says, and, over mTLS, its identity) until `shutdown`
 /// turns true; then stops accepting and lets open connections finish the
 /// requests they have (hyper's graceful shutdown), returning when they are
 /// done. With `tls`, each connection first goes through the mTLS acceptor in
@@ -87,6 +89,7 @@ pub(crate) async fn serve<S>(
     listener: TcpListener,
     tls: Option<MtlsAcceptor>,
     svc: S,
+    addrs: ClientAddrs,
     shutdown: watch::Receiver<bool>,
     limits: Limits,
 ) where
@@ -95,11 +98,12 @@ pub(crate) async fn serve<S>(
     accept_loop(listener, shutdown, limits, move |tcp, peer, watcher| {
         let svc = svc.clone();
         let tls = tls.clone();
+        let addrs = addrs.clone();
         async move {
             let Some((stream, info)) = handshake(tls.as_ref(), tcp, peer).await else {
                 return;
             };
-            let svc = PerConnection::new(svc, info, None);
+            let svc = PerConnection::new(svc, info, addrs.clone(), None);
             serve_http(stream, svc, watcher, limits, peer).await;
         }
     })
@@ -160,23 +164,57 @@ impl<S> HttpService for S where
 {
 }
 
+/// Which requests of a listener carry the client's address
+/// ([`ClientAddr`]). Of what the proxy runs, only a balancer hashing the
+/// source IP reads it, and putting it in costs each request http's
+/// extensions map (three allocations) and the retry layer a copy of it.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientAddrs(Option<Arc<AtomicBool>>);
+
+impl ClientAddrs {
+    /// None (nothing below reads it: the inbound path).
+    pub(crate) fn never() -> Self {
+        ClientAddrs(None)
+    }
+
+    /// Those made while `flag` is set.
+    pub(crate) fn while_set(flag: Arc<AtomicBool>) -> Self {
+        ClientAddrs(Some(flag))
+    }
+
+    #[inline]
+    fn wanted(&self) -> bool {
+        self.0.as_ref().is_some_and(|f| f.load(Ordering::Acquire))
+    }
+}
+
 /// A listener's service on one connection: puts what is known of the peer
 /// (mesh-tls's [`PeerInfo`], replacing anything a client could have smuggled
-/// in) and, for a captured connection, its original destination into every
-/// request.
+/// in; its address as [`ClientAddrs`] says) and, for a captured connection,
+/// its original destination into every request.
 #[derive(Clone, Debug)]
 pub(crate) struct PerConnection<S> {
     inner: S,
-    /// Shared: hyper clones the service for every request.
+    /// Shared: hyper clones the service for every request. Its address is
+    /// kept apart, in `addr`.
     peer: Arc<PeerInfo>,
+    addr: Option<SocketAddr>,
+    addrs: ClientAddrs,
     original_dst: Option<SocketAddr>,
 }
 
 impl<S> PerConnection<S> {
-    pub(crate) fn new(inner: S, peer: PeerInfo, original_dst: Option<SocketAddr>) -> Self {
+    pub(crate) fn new(
+        inner: S,
+        mut peer: PeerInfo,
+        addrs: ClientAddrs,
+        original_dst: Option<SocketAddr>,
+    ) -> Self {
         PerConnection {
             inner,
+            addr: peer.addr.take(),
             peer: Arc::new(peer),
+            addrs,
             original_dst,
         }
     }
@@ -199,7 +237,13 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        self.peer.insert_into(req.extensions_mut());
+        let ext = req.extensions_mut();
+        self.peer.insert_into(ext);
+        if let Some(addr) = self.addr
+            && self.addrs.wanted()
+        {
+            ext.insert(ClientAddr(addr));
+        }
         if let Some(dst) = self.original_dst {
             req.extensions_mut().insert(OriginalDst(dst));
         }
@@ -307,4 +351,52 @@ fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
         .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS);
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::{Context, Poll, Waker};
+
+    /// The `ClientAddr` and `OriginalDst` a request reached the inner
+    /// service with.
+    fn seen(
+        svc: &mut PerConnection<impl Service<Request<()>, Response = Request<()>>>,
+    ) -> (Option<ClientAddr>, Option<SocketAddr>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut fut = std::pin::pin!(svc.call(Request::new(())));
+        let Poll::Ready(Ok(req)) = fut.as_mut().poll(&mut cx) else {
+            panic!("the inner service answers at once");
+        };
+        (
+            req.extensions().get::<ClientAddr>().copied(),
+            req.extensions().get::<OriginalDst>().map(|d| d.0),
+        )
+    }
+
+    #[test]
+    fn the_client_address_goes_in_while_it_is_wanted() {
+        let echo = tower::service_fn(|req: Request<()>| async { Ok::<_, Infallible>(req) });
+        let client: SocketAddr = "10.0.0.7:4000".parse().unwrap();
+        let dst: SocketAddr = "10.96.0.1:80".parse().unwrap();
+        let peer = PeerInfo {
+            addr: Some(client),
+            ..PeerInfo::default()
+        };
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut svc = PerConnection::new(
+            echo,
+            peer.clone(),
+            ClientAddrs::while_set(flag.clone()),
+            Some(dst),
+        );
+        assert_eq!(seen(&mut svc), (None, Some(dst)));
+        flag.store(true, Ordering::Release);
+        assert_eq!(seen(&mut svc), (Some(ClientAddr(client)), Some(dst)));
+        flag.store(false, Ordering::Release);
+        assert_eq!(seen(&mut svc), (None, Some(dst)));
+
+        let mut never = PerConnection::new(echo, peer, ClientAddrs::never(), None);
+        assert_eq!(seen(&mut never), (None, None));
+    }
 }

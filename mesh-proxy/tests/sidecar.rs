@@ -345,6 +345,48 @@ async fn consistent_hash_by_header_keeps_a_key_on_one_endpoint() {
     assert!(homes.len() >= 2, "users spread over endpoints: {homes:?}");
 }
 
+/// `web` over three backends with this `loadBalancer`.
+fn web_balanced(backends: [&Backend; 3], lb: &str) -> String {
+    let [a, b, c] = backends;
+    format!(
+        "{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web}}\nspec:\n  host: web\n  trafficPolicy:\n    loadBalancer: {lb}\n",
+        sidecar(),
+        service("web", &[(a, "v1"), (b, "v1"), (c, "v1")])
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_on_the_source_ip_keeps_a_client_on_one_endpoint_from_the_reload_on() {
+    let a = Backend::start("a", Behavior::Ok).await;
+    let b = Backend::start("b", Behavior::Ok).await;
+    let c = Backend::start("c", Behavior::Ok).await;
+    // No cluster reads the client's address at first: requests go without it.
+    let proxy = ProxyProc::start(&web_balanced([&a, &b, &c], "{simple: ROUND_ROBIN}"));
+    assert_eq!(spread(&proxy, "web", 9, &[]).await.len(), 3);
+
+    std::fs::write(
+        &proxy.config_path,
+        web_balanced([&a, &b, &c], "{consistentHash: {useSourceIp: true}}"),
+    )
+    .unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &proxy.pid().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.admin_json("/config_dump").await["version"].as_u64() < Some(2) {
+        assert!(
+            Instant::now() < deadline,
+            "the reload never came into force"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Every request (all from 127.0.0.1) now carries the client's address,
+    // and hashes to one endpoint.
+    let seen = spread(&proxy, "web", 12, &[]).await;
+    assert_eq!(seen.len(), 1, "one client, one endpoint: {seen:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_overflow_is_503_uo() {
     let slow = Backend::start("slow", Behavior::Delay(Duration::from_millis(600))).await;

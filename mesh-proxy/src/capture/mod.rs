@@ -34,7 +34,7 @@ use crate::access_log::AccessLog;
 use crate::metrics::TcpLabels;
 use crate::observe::{self, TcpLog};
 use crate::proxy::{Proxy, VipTarget};
-use crate::server::{self, HttpService, Limits, PerConnection};
+use crate::server::{self, ClientAddrs, HttpService, Limits, PerConnection};
 use crate::tcp;
 
 /// The destination a captured connection had before it was redirected.
@@ -162,7 +162,7 @@ async fn outbound_connection<S: HttpService>(
         Some(VipTarget::Http) => {
             server::serve_http(
                 tcp,
-                PerConnection::new(http, info, Some(dst)),
+                PerConnection::new(http, info, capture.proxy.client_addrs(), Some(dst)),
                 watcher,
                 capture.limits,
                 peer,
@@ -181,7 +181,7 @@ async fn outbound_connection<S: HttpService>(
                 (Sniffed::Http, _) => {
                     server::serve_http(
                         stream,
-                        PerConnection::new(http, info, Some(dst)),
+                        PerConnection::new(http, info, capture.proxy.client_addrs(), Some(dst)),
                         watcher,
                         capture.limits,
                         peer,
@@ -259,7 +259,7 @@ async fn inbound_connection<S: HttpService>(
         Sniffed::Http => {
             server::serve_http(
                 stream,
-                PerConnection::new(http, info, Some(dst)),
+                PerConnection::new(http, info, ClientAddrs::never(), Some(dst)),
                 watcher,
                 capture.limits,
                 peer,

@@ -64,7 +64,7 @@ impl Head {
             method: req.method().clone(),
             scheme: uri.scheme().cloned(),
             version: req.version(),
-            extensions: req.extensions().clone(),
+            extensions: copy(req.extensions()),
             packed,
             authority: authority.map(str::len),
             path_and_query: path.map(str::len),
@@ -101,7 +101,7 @@ impl Head {
             value.set_sensitive(packed.take(1)? == [1]);
             map.append(name, value);
         }
-        *req.extensions_mut() = self.extensions.clone();
+        *req.extensions_mut() = copy(&self.extensions);
         Some(req)
     }
 
@@ -123,6 +123,17 @@ impl<'a> Reader<'a> {
 
     fn len(&mut self) -> Option<usize> {
         self.take(LEN)?.try_into().ok().map(usize::from_ne_bytes)
+    }
+}
+
+/// A copy of `extensions`. http keeps a map once anything was inserted,
+/// even after it was removed again: an empty one is copied as none, which
+/// spares the copy its allocation.
+fn copy(extensions: &Extensions) -> Extensions {
+    if extensions.is_empty() {
+        Extensions::new()
+    } else {
+        extensions.clone()
     }
 }
 

@@ -23,16 +23,16 @@ use mesh_core::discover::{DiscoverExt, EndpointSet};
 use mesh_core::{BoxError, Endpoint, LabelSelector};
 use mesh_lb::Balance;
 use serde::Serialize;
-use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt};
 
 use crate::body::{self, Body};
 use crate::config::model::{self, Protocol, TrafficPolicy};
 use crate::observe::DestinationService;
+use crate::shared_service::SharedService;
 use crate::upstream::{Pool, PoolBody, PoolConfig};
 
 /// The service type every stack is erased to.
-pub(crate) type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+pub(crate) type HttpService = SharedService<Request<Body>, Response<Body>>;
 
 /// What names a cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -408,14 +408,14 @@ fn stack(
             let guarded = detector
                 .cluster_layer()
                 .layer(mesh_lb::Shared::new(balance));
-            BoxCloneSyncService::new(pool.layer(guarded))
+            SharedService::new(pool.layer(guarded))
         }
         None => {
             let discover = set
                 .discover()
                 .with_services(move |ep: &Endpoint| make_endpoint(ep).map_response(box_response));
             let balance = Balance::new(discover, lb)?;
-            BoxCloneSyncService::new(pool.layer(mesh_lb::Shared::new(balance)))
+            SharedService::new(pool.layer(mesh_lb::Shared::new(balance)))
         }
     };
     Ok(service)

@@ -46,6 +46,7 @@ mod observe;
 mod proxy;
 mod run;
 mod server;
+mod shared_service;
 mod tcp;
 mod upstream;
 

@@ -27,7 +27,6 @@ use mesh_retry::budget::{ConcurrencyBudget, RetryBudget};
 use mesh_retry::{IstioRetries, RetryLayer, RetryPolicy, RetryStats};
 use mesh_route::{Role, Router, Target};
 use mesh_tls::{CredentialStore, IdentityFiles};
-use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceBuilder};
 
 use crate::body::{self, Body};
@@ -40,6 +39,7 @@ use crate::headers;
 use crate::metrics::Metrics;
 use crate::observe::DestinationService;
 use crate::server::ClientAddrs;
+use crate::shared_service::SharedService;
 use crate::tcp::TcpRoute;
 use crate::upstream::AddrPools;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -600,8 +600,7 @@ fn route_config(r: &model::HttpRoute, port: u16) -> Option<mesh_route::RouteConf
     Some(rc)
 }
 
-type DestinationSvc =
-    BoxCloneSyncService<Request<mesh_route::RouteBody<Body>>, Response<Body>, BoxError>;
+type DestinationSvc = SharedService<Request<mesh_route::RouteBody<Body>>, Response<Body>>;
 
 #[allow(clippy::too_many_arguments)] // one call site: the snapshot builder's pieces
 fn destination_service(
@@ -715,7 +714,7 @@ fn destination_service(
     };
     let base = cluster.service.clone();
     if target.role == Role::Mirror {
-        return Ok(BoxCloneSyncService::new(
+        return Ok(SharedService::new(
             ServiceBuilder::new()
                 .map_request(|req: Request<mesh_route::RouteBody<Body>>| req.map(body::boxed))
                 .service(base),
@@ -745,7 +744,7 @@ fn destination_service(
         layer = layer.budget(budget);
     }
     retry_stats.push((key, layer.stats()));
-    Ok(BoxCloneSyncService::new(
+    Ok(SharedService::new(
         ServiceBuilder::new()
             .layer(layer)
             .map_request(

@@ -1,0 +1,167 @@
+//! [`SharedService`]: a type-erased service behind an `Arc`, for the
+//! services the proxy clones for every request.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::TryFutureExt;
+use futures_util::future::BoxFuture;
+use mesh_core::{BoxError, ReadyOneshot};
+use tower::Service;
+
+/// A type-erased service shared behind an `Arc`. A clone costs a reference
+/// count, where tower's `BoxCloneSyncService` allocates and clones the
+/// erased stack: the router clones a route's destination for every request,
+/// and the destination its cluster for every attempt.
+///
+/// Always ready, as tower's `Buffer` or mesh-route's `Forward`: each call
+/// takes its own clone of the erased service and drives it to readiness in
+/// the response future (called at once when ready at once, as
+/// [`ReadyOneshot`] does). That future is one box, where `BoxCloneSyncService`
+/// boxes the clone and then the response future apart.
+pub(crate) struct SharedService<Req, Res> {
+    inner: Arc<dyn Call<Req, Res>>,
+}
+
+/// What the `Arc` erases: a call through a shared reference.
+trait Call<Req, Res>: Send + Sync {
+    fn call(&self, req: Req) -> BoxFuture<'static, Result<Res, BoxError>>;
+}
+
+impl<S, Req, Res> Call<Req, Res> for S
+where
+    S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
+    Req: Send + 'static,
+    Res: Send + 'static,
+{
+    fn call(&self, req: Req) -> BoxFuture<'static, Result<Res, BoxError>> {
+        Box::pin(ReadyOneshot::new(self.clone(), req).map_err(Into::into))
+    }
+}
+
+impl<Req, Res> SharedService<Req, Res> {
+    /// Erases `service`.
+    pub(crate) fn new<S>(service: S) -> Self
+    where
+        S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError> + Send + 'static,
+        Req: Send + 'static,
+        Res: Send + 'static,
+    {
+        SharedService {
+            inner: Arc::new(service),
+        }
+    }
+}
+
+impl<Req, Res> Clone for SharedService<Req, Res> {
+    fn clone(&self) -> Self {
+        SharedService {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<Req, Res> fmt::Debug for SharedService<Req, Res> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedService").finish_non_exhaustive()
+    }
+}
+
+impl<Req, Res> Service<Req> for SharedService<Req, Res> {
+    type Response = Res;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Res, BoxError>>;
+
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::ServiceExt;
+
+    /// Ready only on every other `poll_ready`; counts its clones and calls.
+    struct Flaky {
+        clones: Arc<AtomicUsize>,
+        calls: Arc<AtomicUsize>,
+        ready: bool,
+    }
+
+    impl Clone for Flaky {
+        fn clone(&self) -> Self {
+            self.clones.fetch_add(1, Ordering::SeqCst);
+            Flaky {
+                clones: self.clones.clone(),
+                calls: self.calls.clone(),
+                ready: false,
+            }
+        }
+    }
+
+    impl Service<u32> for Flaky {
+        type Response = u32;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<u32, BoxError>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            if self.ready {
+                return Poll::Ready(Ok(()));
+            }
+            self.ready = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+
+        fn call(&mut self, n: u32) -> Self::Future {
+            assert!(self.ready, "called unready");
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(if n == 0 {
+                Err("zero".into())
+            } else {
+                Ok(n * 2)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn each_call_drives_a_clone_to_readiness_and_clones_of_the_handle_share_it() {
+        let clones = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = SharedService::new(Flaky {
+            clones: clones.clone(),
+            calls: calls.clone(),
+            ready: false,
+        });
+        let handles: Vec<_> = (0..3).map(|_| svc.clone()).collect();
+        assert_eq!(
+            clones.load(Ordering::SeqCst),
+            0,
+            "a handle's clone is a count"
+        );
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.oneshot(i as u32 + 1).await.unwrap(), (i as u32 + 1) * 2);
+        }
+        assert_eq!(
+            clones.load(Ordering::SeqCst),
+            3,
+            "one clone of the service per call"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let err = svc.oneshot(0).await.unwrap_err();
+        assert_eq!(err.to_string(), "zero");
+    }
+}

@@ -5,10 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::TryFutureExt;
+use std::task::Waker;
+
 use futures_util::future::BoxFuture;
-use mesh_core::{BoxError, ReadyOneshot};
+use mesh_core::BoxError;
 use tower::Service;
+use tower::util::Oneshot;
 
 /// A type-erased service shared behind an `Arc`. A clone costs a reference
 /// count, where tower's `BoxCloneSyncService` allocates and clones the
@@ -16,10 +18,10 @@ use tower::Service;
 /// and the destination its cluster for every attempt.
 ///
 /// Always ready, as tower's `Buffer` or mesh-route's `Forward`: each call
-/// takes its own clone of the erased service and drives it to readiness in
-/// the response future (called at once when ready at once, as
-/// [`ReadyOneshot`] does). That future is one box, where `BoxCloneSyncService`
-/// boxes the clone and then the response future apart.
+/// takes its own clone of the erased service, calls it at once when it is
+/// ready at once (as mesh-core's `ReadyOneshot` does) and otherwise drives it
+/// to readiness in the response future. That future is the one box, where
+/// `BoxCloneSyncService` boxes the clone and then the response future.
 pub(crate) struct SharedService<Req, Res> {
     inner: Arc<dyn Call<Req, Res>>,
 }
@@ -31,14 +33,23 @@ trait Call<Req, Res>: Send + Sync {
 
 impl<S, Req, Res> Call<Req, Res> for S
 where
-    S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
+    S: Service<Req, Response = Res, Error = BoxError> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send + 'static,
     Req: Send + 'static,
     Res: Send + 'static,
 {
     fn call(&self, req: Req) -> BoxFuture<'static, Result<Res, BoxError>> {
-        Box::pin(ReadyOneshot::new(self.clone(), req).map_err(Into::into))
+        let mut svc = self.clone();
+        // Asked once with a no-op waker, as there is no task at hand: a
+        // service ready now is called now and only its future is boxed; one
+        // that is not is driven to readiness (asked again with the task's
+        // waker) by `Oneshot`.
+        match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            // `Service::call` named: `Call::call` would be found first.
+            Poll::Ready(Ok(())) => Box::pin(Service::call(&mut svc, req)),
+            Poll::Ready(Err(e)) => Box::pin(std::future::ready(Err(e))),
+            Poll::Pending => Box::pin(Oneshot::new(svc, req)),
+        }
     }
 }
 
@@ -46,9 +57,8 @@ impl<Req, Res> SharedService<Req, Res> {
     /// Erases `service`.
     pub(crate) fn new<S>(service: S) -> Self
     where
-        S: Service<Req, Response = Res> + Clone + Send + Sync + 'static,
+        S: Service<Req, Response = Res, Error = BoxError> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
-        S::Error: Into<BoxError> + Send + 'static,
         Req: Send + 'static,
         Res: Send + 'static,
     {
@@ -163,5 +173,23 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         let err = svc.oneshot(0).await.unwrap_err();
         assert_eq!(err.to_string(), "zero");
+    }
+
+    #[tokio::test]
+    async fn a_service_ready_at_once_is_called_at_once() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let svc = SharedService::new(tower::service_fn(move |n: u32| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok::<_, BoxError>(n + 1))
+        }));
+        let fut = Service::call(&mut svc.clone(), 1);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "called before the future is polled"
+        );
+        assert_eq!(fut.await.unwrap(), 2);
+        assert_eq!(svc.oneshot(41).await.unwrap(), 42);
     }
 }

@@ -15,7 +15,8 @@
 //! `tower_timeout_retry_timeout`, `mesh_retry_with_timeouts*`) and of the
 //! stack bench (`stack_mesh`, `stack_tower`, `router`, `steer`); `sizes`
 //! prints the futures' sizes. With `ICOUNT_CLIENT_ADDR` set, each request
-//! carries a `ClientAddr` extension, as mesh-proxy's do.
+//! carries a `ClientAddr` extension, as mesh-proxy's do while a cluster
+//! hashes on the source IP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may panic on its own setup
 
@@ -39,7 +40,8 @@ where
     for _ in 0..n {
         let mut req = request(body());
         if ext {
-            // As the proxy's server puts the client's address in each request.
+            // As the proxy's server puts the client's address in each request
+            // while a cluster of its config hashes on the source IP.
             req.extensions_mut().insert(mesh_core::context::ClientAddr(
                 ([10, 0, 0, 1], 40000).into(),
             ));

@@ -20,7 +20,7 @@
 //!
 //! | extension | set by | read by |
 //! |---|---|---|
-//! | [`ClientAddr`] | the server accepting the connection | source-IP hashing, access logs |
+//! | [`ClientAddr`] | the server accepting the connection (mesh-proxy: only while a cluster hashes on the source IP) | source-IP hashing |
 //! | [`PeerIdentity`] | the mTLS acceptor | authorization, `x-forwarded-client-cert` |
 //! | [`ChosenEndpoint`] (in the response) | the balancer | the retry layer, access logs |
 //!

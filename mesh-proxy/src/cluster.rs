@@ -23,16 +23,20 @@ use mesh_core::discover::{DiscoverExt, EndpointSet};
 use mesh_core::{BoxError, Endpoint, LabelSelector};
 use mesh_lb::Balance;
 use serde::Serialize;
+use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt};
 
 use crate::body::{self, Body};
 use crate::config::model::{self, Protocol, TrafficPolicy};
 use crate::observe::DestinationService;
-use crate::shared_service::SharedService;
 use crate::upstream::{Pool, PoolBody, PoolConfig};
 
-/// The service type every stack is erased to.
-pub(crate) type HttpService = SharedService<Request<Body>, Response<Body>>;
+/// The service type every cluster's stack is erased to. A boxed clone, not a
+/// [`SharedService`](crate::shared_service::SharedService): the retry layer
+/// above waits for its readiness (a pool slot, a ready endpoint) before it
+/// starts an attempt's per-try timer, as Envoy starts it once the pool is
+/// ready.
+pub(crate) type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
 
 /// What names a cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -408,14 +412,14 @@ fn stack(
             let guarded = detector
                 .cluster_layer()
                 .layer(mesh_lb::Shared::new(balance));
-            SharedService::new(pool.layer(guarded))
+            BoxCloneSyncService::new(pool.layer(guarded))
         }
         None => {
             let discover = set
                 .discover()
                 .with_services(move |ep: &Endpoint| make_endpoint(ep).map_response(box_response));
             let balance = Balance::new(discover, lb)?;
-            SharedService::new(pool.layer(mesh_lb::Shared::new(balance)))
+            BoxCloneSyncService::new(pool.layer(mesh_lb::Shared::new(balance)))
         }
     };
     Ok(service)

@@ -53,6 +53,9 @@ pub struct Proxy {
     ready: AtomicBool,
     listeners: Mutex<Vec<(String, SocketAddr)>>,
     versions: AtomicU64,
+    /// Held through a reload: two at once could interleave their versions
+    /// and the flag below.
+    reloading: Mutex<()>,
     /// Whether a cluster of the config in force reads the client's address:
     /// outbound requests carry it only then (see [`ClientAddrs`]).
     client_addr: Arc<AtomicBool>,
@@ -168,20 +171,27 @@ impl Proxy {
             metrics: Arc::new(Metrics::new()),
             ready: AtomicBool::new(false),
             listeners: Mutex::default(),
+            reloading: Mutex::default(),
             versions: AtomicU64::new(1),
         }))
     }
 
     /// Swaps in a new config; returns its version. On error the old config
-    /// stays in force.
+    /// stays in force. Reloads run one at a time.
     pub fn reload(&self, config: Config) -> Result<u64, BoxError> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let previous = self.current.load_full();
         let version = self.versions.load(Ordering::Acquire) + 1;
         let snapshot = build(config, version, Some(&previous), &self.env)?;
         self.versions.store(version, Ordering::Release);
-        // Turned on before the swap and off after it, so that requests the
-        // new config routes carry the address when it reads it (one the
-        // config does not read is only unused).
+        // Turned on before the swap and off after it, so that a request the
+        // new config routes carries the address when the config reads it
+        // (one it does not read is only unused). A request that read the flag
+        // just before it was turned on, and is routed by the new config, goes
+        // without: its source-IP hash picks at random, once.
         let wanted = snapshot.reads_client_addr();
         if wanted {
             self.client_addr.store(true, Ordering::Release);

@@ -78,8 +78,8 @@ pub(crate) struct Limits {
 }
 
 /// Serves `listener` with `svc` (cloned per connection, with what is known
-/// of the peer: its address, as `addrs` says, and, over mTLS, its identity) until `shutdown`
-/// turns true; then stops accepting and lets open connections finish the
+/// of the peer: its address, as `addrs` says, and, over mTLS, its identity)
+/// until `shutdown` turns true; then stops accepting and lets open connections finish the
 /// requests they have (hyper's graceful shutdown), returning when they are
 /// done. With `tls`, each connection first goes through the mTLS acceptor in
 /// its PeerAuthentication mode; a refused handshake (a plaintext client on a

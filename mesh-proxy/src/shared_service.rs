@@ -3,9 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 
 use futures_util::future::BoxFuture;
 use mesh_core::BoxError;
@@ -14,21 +12,26 @@ use tower::util::Oneshot;
 
 /// A type-erased service shared behind an `Arc`. A clone costs a reference
 /// count, where tower's `BoxCloneSyncService` allocates and clones the
-/// erased stack: the router clones a route's destination for every request,
-/// and the destination its cluster for every attempt.
+/// erased stack: the router clones a route's destination for every request.
 ///
-/// Always ready, as tower's `Buffer` or mesh-route's `Forward`: each call
-/// takes its own clone of the erased service, calls it at once when it is
-/// ready at once (as mesh-core's `ReadyOneshot` does) and otherwise drives it
-/// to readiness in the response future. That future is the one box, where
+/// Always ready, as mesh-route's `Forward`: each call takes its own clone of
+/// the erased service, calls it at once when it is ready at once (as
+/// mesh-core's `ReadyOneshot` does) and otherwise drives it to readiness in
+/// the response future. That future is the one box, where
 /// `BoxCloneSyncService` boxes the clone and then the response future.
+///
+/// Its readiness is thus inside its response future: a layer above that times
+/// its calls from `call` (the retry layer's per-try timeout) would count the
+/// wait. The proxy erases the services that sit above such layers (a route's
+/// destination: the retry layer over its cluster) this way, not the cluster
+/// below them.
 pub(crate) struct SharedService<Req, Res> {
     inner: Arc<dyn Call<Req, Res>>,
 }
 
 /// What the `Arc` erases: a call through a shared reference.
 trait Call<Req, Res>: Send + Sync {
-    fn call(&self, req: Req) -> BoxFuture<'static, Result<Res, BoxError>>;
+    fn call_shared(&self, req: Req) -> BoxFuture<'static, Result<Res, BoxError>>;
 }
 
 impl<S, Req, Res> Call<Req, Res> for S
@@ -38,15 +41,14 @@ where
     Req: Send + 'static,
     Res: Send + 'static,
 {
-    fn call(&self, req: Req) -> BoxFuture<'static, Result<Res, BoxError>> {
+    fn call_shared(&self, req: Req) -> BoxFuture<'static, Result<Res, BoxError>> {
         let mut svc = self.clone();
         // Asked once with a no-op waker, as there is no task at hand: a
         // service ready now is called now and only its future is boxed; one
         // that is not is driven to readiness (asked again with the task's
         // waker) by `Oneshot`.
         match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            // `Service::call` named: `Call::call` would be found first.
-            Poll::Ready(Ok(())) => Box::pin(Service::call(&mut svc, req)),
+            Poll::Ready(Ok(())) => Box::pin(svc.call(req)),
             Poll::Ready(Err(e)) => Box::pin(std::future::ready(Err(e))),
             Poll::Pending => Box::pin(Oneshot::new(svc, req)),
         }
@@ -94,7 +96,7 @@ impl<Req, Res> Service<Req> for SharedService<Req, Res> {
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        self.inner.call(req)
+        self.inner.call_shared(req)
     }
 }
 
@@ -175,6 +177,35 @@ mod tests {
         assert_eq!(err.to_string(), "zero");
     }
 
+    /// Refuses at readiness.
+    #[derive(Clone)]
+    struct Refusing;
+
+    impl Service<u32> for Refusing {
+        type Response = u32;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<u32, BoxError>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Err("overloaded".into()))
+        }
+
+        fn call(&mut self, _: u32) -> Self::Future {
+            panic!("called after its readiness failed");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_readiness_error_is_the_response_futures_output() {
+        let mut svc = SharedService::new(Refusing);
+        let fut = svc
+            .ready()
+            .await
+            .expect("the handle is always ready")
+            .call(1);
+        assert_eq!(fut.await.unwrap_err().to_string(), "overloaded");
+    }
+
     #[tokio::test]
     async fn a_service_ready_at_once_is_called_at_once() {
         let calls = Arc::new(AtomicUsize::new(0));
@@ -183,7 +214,7 @@ mod tests {
             counted.fetch_add(1, Ordering::SeqCst);
             std::future::ready(Ok::<_, BoxError>(n + 1))
         }));
-        let fut = Service::call(&mut svc.clone(), 1);
+        let fut = svc.clone().call(1);
         assert_eq!(
             calls.load(Ordering::SeqCst),
             1,

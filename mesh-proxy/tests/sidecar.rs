@@ -355,34 +355,43 @@ fn web_balanced(backends: [&Backend; 3], lb: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hash_on_the_source_ip_keeps_a_client_on_one_endpoint_from_the_reload_on() {
-    let a = Backend::start("a", Behavior::Ok).await;
-    let b = Backend::start("b", Behavior::Ok).await;
-    let c = Backend::start("c", Behavior::Ok).await;
-    // No cluster reads the client's address at first: requests go without it.
-    let proxy = ProxyProc::start(&web_balanced([&a, &b, &c], "{simple: ROUND_ROBIN}"));
-    assert_eq!(spread(&proxy, "web", 9, &[]).await.len(), 3);
-
-    std::fs::write(
-        &proxy.config_path,
-        web_balanced([&a, &b, &c], "{consistentHash: {useSourceIp: true}}"),
-    )
-    .unwrap();
-    std::process::Command::new("kill")
+/// Rewrites the proxy's config, signals it, and waits until `version` is in
+/// force.
+async fn reload_to(proxy: &ProxyProc, yaml: &str, version: u64) {
+    std::fs::write(&proxy.config_path, yaml).unwrap();
+    let hup = std::process::Command::new("kill")
         .args(["-HUP", &proxy.pid().to_string()])
         .status()
         .unwrap();
+    assert!(hup.success());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while proxy.admin_json("/config_dump").await["version"].as_u64() < Some(2) {
+    while proxy.admin_json("/config_dump").await["version"].as_u64() < Some(version) {
         assert!(
             Instant::now() < deadline,
-            "the reload never came into force"
+            "version {version} never came into force"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    // Every request (all from 127.0.0.1) now carries the client's address,
-    // and hashes to one endpoint.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_on_the_source_ip_keeps_a_client_on_one_endpoint_across_reloads() {
+    let a = Backend::start("a", Behavior::Ok).await;
+    let b = Backend::start("b", Behavior::Ok).await;
+    let c = Backend::start("c", Behavior::Ok).await;
+    let by_source_ip = web_balanced([&a, &b, &c], "{consistentHash: {useSourceIp: true}}");
+    let round_robin = web_balanced([&a, &b, &c], "{simple: ROUND_ROBIN}");
+    // Requests carry the client's address only while a cluster reads it:
+    // from the start, not after a reload away from it, again after one back.
+    // Every request comes from 127.0.0.1, so with it they hash to one endpoint.
+    let proxy = ProxyProc::start(&by_source_ip);
+    let seen = spread(&proxy, "web", 12, &[]).await;
+    assert_eq!(seen.len(), 1, "one client, one endpoint: {seen:?}");
+
+    reload_to(&proxy, &round_robin, 2).await;
+    assert_eq!(spread(&proxy, "web", 9, &[]).await.len(), 3);
+
+    reload_to(&proxy, &by_source_ip, 3).await;
     let seen = spread(&proxy, "web", 12, &[]).await;
     assert_eq!(seen.len(), 1, "one client, one endpoint: {seen:?}");
 }

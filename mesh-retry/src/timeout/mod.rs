@@ -16,6 +16,13 @@
 //! - makes its timer only when the response is not at hand on the first
 //!   poll, so an answer that is ready at once never touches the timer wheel.
 //!
+//! Where it differs from Envoy's route timeout (as the retry layer's does):
+//! it bounds the wait for the response head, as `tower::timeout` does
+//! (Envoy's runs until the response is complete); a caller's deadline of
+//! zero is a timeout at once (Envoy reads `x-envoy-upstream-rq-timeout-ms: 0`
+//! as none); and a header's deadline never lengthens the route's (Envoy's
+//! `x-envoy-upstream-rq-timeout-ms` replaces it).
+//!
 //! # Example
 //!
 //! ```

@@ -71,7 +71,7 @@ where
             return ResponseFuture::new(self.inner.call(req), None, Duration::ZERO);
         };
         // The clock is read here, where the timeout starts; the deadline is
-        // computed only for whom needs it (the context, or a timer).
+        // computed only for whoever needs it (the context, or a timer).
         let start = Instant::now();
         if settings.attempt_deadline
             && let Some(at) = start.checked_add(timeout)

@@ -450,8 +450,12 @@ pub(crate) struct FramingGuard<T> {
     /// The client connection.
     io: T,
     /// Bytes read from `io`: `buf[start..end]` is pending, of which the first
-    /// `ready` are checked and may go to hyper. Allocated on first read, grown
-    /// (zero-filled, once) up to the head limit only when a head needs it.
+    /// `ready` are checked and may go to hyper. Reads go straight into
+    /// hyper's buffer while nothing is pending; this one is made only when
+    /// read bytes must wait (part of a head, or what follows the bytes that
+    /// may go through), so a connection whose requests arrive whole holds
+    /// none. Grown (zero-filled, once) up to the head limit only when a head
+    /// needs it.
     buf: Vec<u8>,
     /// Start of the pending bytes.
     start: usize,
@@ -610,57 +614,18 @@ impl<T> FramingGuard<T> {
     /// Checks pending bytes, moving `ready` on or changing phase. Returns
     /// whether it got anywhere; if not, more input is needed.
     fn check_pending(&mut self) -> bool {
-        let pending = &self.buf[self.start..self.end];
-        let step = match &mut self.phase {
-            Phase::Head(scan) => match scan.scan(pending, self.max_head) {
-                Ok(None) => Step::Release(0, None),
-                Ok(Some(len)) => match check_head(&pending[..len], self.first) {
-                    // Held back until the rest of the preface is in.
-                    Ok(Next::H2Preface) => Step::Release(0, Some(Phase::Preface)),
-                    Ok(Next::Sized(0)) => {
-                        Step::Release(len, Some(Phase::Head(HeadScan::default())))
-                    }
-                    Ok(Next::Sized(n)) => Step::Release(len, Some(Phase::Sized(n))),
-                    Ok(Next::Chunked) => {
-                        Step::Release(len, Some(Phase::Chunked(ChunkScan::default())))
-                    }
-                    Err(reject) => Step::Refuse(reject),
-                },
-                Err(reject) => Step::Refuse(reject),
-            },
-            Phase::Sized(left) => {
-                let n = usize::try_from(*left).map_or(pending.len(), |l| l.min(pending.len()));
-                // `n` ≤ `left`.
-                let left = *left - n as u64;
-                let then = if left == 0 {
-                    Phase::Head(HeadScan::default())
-                } else {
-                    Phase::Sized(left)
-                };
-                Step::Release(n, Some(then))
-            }
-            Phase::Chunked(scan) => match scan.feed(pending) {
-                (n, Ok(true)) => Step::Release(n, Some(Phase::Head(HeadScan::default()))),
-                (n, Ok(false)) => Step::Release(n, None),
-                (n, Err(reason)) => {
-                    tracing::debug!(reason, "chunked request body refused");
-                    Step::Release(n, Some(Phase::Broken(reason)))
-                }
-            },
-            Phase::Preface => {
-                let tail = &pending[H2_PREFACE_HEAD.len()..];
-                let n = tail.len().min(H2_PREFACE_TAIL.len());
-                if tail[..n] != H2_PREFACE_TAIL[..n] {
-                    Step::Refuse(Reject::BadRequest("broken HTTP/2 preface"))
-                } else if n == H2_PREFACE_TAIL.len() {
-                    Step::Release(H2_PREFACE_HEAD.len() + n, Some(Phase::Tunnel))
-                } else {
-                    Step::Release(0, None)
-                }
-            }
-            Phase::Tunnel => Step::Release(pending.len(), None),
-            Phase::Refused(..) | Phase::Broken(_) => Step::Release(0, None),
-        };
+        let step = judge(
+            &mut self.phase,
+            self.first,
+            self.max_head,
+            &self.buf[self.start..self.end],
+        );
+        self.apply(step)
+    }
+
+    /// Takes in what [`judge`] decided: `ready` moves on, or the head is
+    /// refused. Returns whether it got anywhere.
+    fn apply(&mut self, step: Step) -> bool {
         match step {
             Step::Release(len, then) => {
                 self.ready = len;
@@ -684,6 +649,81 @@ impl<T> FramingGuard<T> {
         }
     }
 
+    /// Keeps `rest`, read but not let through, as the pending bytes (the
+    /// buffer is empty): made or grown only now, so a connection whose
+    /// requests each arrive whole holds no buffer.
+    fn stash(&mut self, rest: &[u8]) {
+        if self.buf.len() < rest.len() {
+            self.buf.resize(rest.len().max(INITIAL_BUFFER), 0);
+        }
+        self.buf[..rest.len()].copy_from_slice(rest);
+        self.start = 0;
+        self.end = rest.len();
+    }
+
+    /// Whether a read may go straight into hyper's buffer: nothing is
+    /// pending, and the phase judges bytes where they lie (a head, a body).
+    fn reads_direct(&self) -> bool {
+        self.start == self.end
+            && matches!(
+                self.phase,
+                Phase::Head(_) | Phase::Sized(_) | Phase::Chunked(_)
+            )
+    }
+}
+
+/// What the pending bytes (all of them, from their start) come to in
+/// `phase`: how many may go to hyper, and the phase after them.
+fn judge(phase: &mut Phase, first: bool, max_head: usize, pending: &[u8]) -> Step {
+    match phase {
+        Phase::Head(scan) => match scan.scan(pending, max_head) {
+            Ok(None) => Step::Release(0, None),
+            Ok(Some(len)) => match check_head(&pending[..len], first) {
+                // Held back until the rest of the preface is in.
+                Ok(Next::H2Preface) => Step::Release(0, Some(Phase::Preface)),
+                Ok(Next::Sized(0)) => Step::Release(len, Some(Phase::Head(HeadScan::default()))),
+                Ok(Next::Sized(n)) => Step::Release(len, Some(Phase::Sized(n))),
+                Ok(Next::Chunked) => Step::Release(len, Some(Phase::Chunked(ChunkScan::default()))),
+                Err(reject) => Step::Refuse(reject),
+            },
+            Err(reject) => Step::Refuse(reject),
+        },
+        Phase::Sized(left) => {
+            let n = usize::try_from(*left).map_or(pending.len(), |l| l.min(pending.len()));
+            // `n` ≤ `left`.
+            let left = *left - n as u64;
+            let then = if left == 0 {
+                Phase::Head(HeadScan::default())
+            } else {
+                Phase::Sized(left)
+            };
+            Step::Release(n, Some(then))
+        }
+        Phase::Chunked(scan) => match scan.feed(pending) {
+            (n, Ok(true)) => Step::Release(n, Some(Phase::Head(HeadScan::default()))),
+            (n, Ok(false)) => Step::Release(n, None),
+            (n, Err(reason)) => {
+                tracing::debug!(reason, "chunked request body refused");
+                Step::Release(n, Some(Phase::Broken(reason)))
+            }
+        },
+        Phase::Preface => {
+            let tail = &pending[H2_PREFACE_HEAD.len()..];
+            let n = tail.len().min(H2_PREFACE_TAIL.len());
+            if tail[..n] != H2_PREFACE_TAIL[..n] {
+                Step::Refuse(Reject::BadRequest("broken HTTP/2 preface"))
+            } else if n == H2_PREFACE_TAIL.len() {
+                Step::Release(H2_PREFACE_HEAD.len() + n, Some(Phase::Tunnel))
+            } else {
+                Step::Release(0, None)
+            }
+        }
+        Phase::Tunnel => Step::Release(pending.len(), None),
+        Phase::Refused(..) | Phase::Broken(_) => Step::Release(0, None),
+    }
+}
+
+impl<T> FramingGuard<T> {
     /// Stops reading the client and starts feeding hyper the refusal.
     fn refuse(&mut self, reject: Reject) {
         tracing::debug!(reason = reject.reason(), "request head refused");
@@ -779,6 +819,43 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                 _ => {}
             }
             if this.start < this.end && this.check_pending() {
+                continue;
+            }
+            if this.reads_direct() {
+                // Nothing pending: read into hyper's buffer and judge the
+                // bytes there. What may go through stays; the rest moves to
+                // ours. A request that arrives whole is copied once, and an
+                // idle connection holds no buffer of ours.
+                let before = out.filled().len();
+                if Pin::new(&mut this.io).poll_read(cx, out)?.is_pending() {
+                    if !this.timing && matches!(this.phase, Phase::Head(_)) {
+                        // Between requests.
+                        this.wait_idle(cx)?;
+                    }
+                    return Poll::Pending;
+                }
+                let read = &out.filled()[before..];
+                if read.is_empty() {
+                    // The client is gone.
+                    return Poll::Ready(Ok(()));
+                }
+                this.idle_since = None;
+                let step = judge(&mut this.phase, this.first, this.max_head, read);
+                let through = match &step {
+                    Step::Release(len, _) => *len,
+                    Step::Refuse(_) => 0,
+                };
+                let rest = &out.filled()[before + through..];
+                if !rest.is_empty() && !matches!(step, Step::Refuse(_)) {
+                    this.stash(rest);
+                }
+                out.set_filled(before + through);
+                this.apply(step);
+                // Those bytes are in `out` already.
+                this.ready = 0;
+                if through > 0 {
+                    return Poll::Ready(Ok(()));
+                }
                 continue;
             }
             match this.poll_fill(cx)? {
@@ -1040,6 +1117,48 @@ mod tests {
         assert_eq!(read(&mut guard), None, "closed before its idle timeout");
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(read(&mut guard), Some(Err(io::ErrorKind::TimedOut)));
+    }
+
+    #[test]
+    fn requests_that_arrive_whole_go_through_without_a_buffer_of_ours() {
+        let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+        let post = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc".to_vec();
+        let mut io = Script::new([get.clone(), get.clone()], false);
+        io.quiet_at_end = true;
+        let mut guard = FramingGuard::new(io, 1024);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut read = |guard: &mut FramingGuard<Script>| {
+            let mut space = [0u8; 512];
+            let mut buf = ReadBuf::new(&mut space);
+            match Pin::new(guard).poll_read(&mut cx, &mut buf) {
+                Poll::Ready(Ok(())) => Some(buf.filled().to_vec()),
+                Poll::Ready(Err(e)) => panic!("{e}"),
+                Poll::Pending => None,
+            }
+        };
+        assert_eq!(read(&mut guard), Some(get.clone()));
+        assert_eq!(read(&mut guard), Some(get.clone()));
+        assert_eq!(read(&mut guard), None, "idle");
+        assert_eq!(
+            guard.buf.capacity(),
+            0,
+            "an idle connection holds no buffer"
+        );
+
+        // Two requests in one read: the first goes through where it was
+        // read, the second waits in our buffer until its turn.
+        let mut both = get.clone();
+        both.extend_from_slice(&post);
+        let mut io = Script::new([both], false);
+        io.quiet_at_end = true;
+        let mut guard = FramingGuard::new(io, 1024);
+        assert_eq!(read(&mut guard), Some(get.clone()));
+        assert!(guard.buf.capacity() > 0);
+        let mut rest = Vec::new();
+        while let Some(bytes) = read(&mut guard) {
+            rest.extend_from_slice(&bytes);
+        }
+        assert_eq!(rest, post);
     }
 
     /// What hyper gets from `input` arriving in one piece.

@@ -45,12 +45,12 @@ pub(crate) const MAX_HEADERS: usize = 100;
 /// heads that need it.
 const INITIAL_BUFFER: usize = 8 * 1024;
 
-/// The size of a buffer made for a few bytes that must wait (hyper-util's
-/// first read of a connection asks for 24, to tell HTTP/2's preface from an
-/// HTTP/1 head). Such a buffer is given back once emptied: a small block goes
-/// back to the allocator's per-thread cache, where an 8 KiB one would be
-/// merged and trimmed.
-const SMALL_BUFFER: usize = 256;
+/// Reads go straight into hyper's buffer only when it has this much room.
+/// hyper reads with 8 KiB or more; hyper-util's first read of a connection
+/// asks for 24 bytes (to tell HTTP/2's preface from an HTTP/1 head), and a
+/// head read into so little room would wait in our buffer anyway, after a
+/// second read.
+const DIRECT_MIN: usize = 1024;
 
 /// How much of a refused client's pending input is read and dropped before the
 /// connection closes, so that closing with unread data (which makes the
@@ -459,11 +459,12 @@ pub(crate) struct FramingGuard<T> {
     io: T,
     /// Bytes read from `io`: `buf[start..end]` is pending, of which the first
     /// `ready` are checked and may go to hyper. Reads go straight into
-    /// hyper's buffer while nothing is pending; this one is made only when
-    /// read bytes must wait (part of a head, or what follows the bytes that
-    /// may go through), so a connection whose requests arrive whole holds
-    /// none. Grown (zero-filled, once) up to the head limit only when a head
-    /// needs it.
+    /// hyper's buffer while nothing is pending (see [`DIRECT_MIN`]); this one
+    /// is made only when read bytes must wait (part of a head, what follows
+    /// the bytes that may go through, a read into little room), and given
+    /// back once emptied, so a connection whose requests arrive whole holds
+    /// none. It is as large as the bytes that wait (at most hyper's read
+    /// room) or grows (zero-filled, once) for a head up to the head limit.
     buf: Vec<u8>,
     /// Start of the pending bytes.
     start: usize,
@@ -495,6 +496,9 @@ pub(crate) struct FramingGuard<T> {
     /// let through: only then can the connection be idle. (Before, hyper's
     /// reads while a request waits for its upstream look like idleness.)
     answered: bool,
+    /// Every read goes through our buffer (tests compare the two ways).
+    #[cfg(test)]
+    buffered_only: bool,
 }
 
 impl<T> FramingGuard<T> {
@@ -515,6 +519,8 @@ impl<T> FramingGuard<T> {
             idle_timeout: None,
             idle_since: None,
             answered: false,
+            #[cfg(test)]
+            buffered_only: false,
         }
     }
 
@@ -610,16 +616,9 @@ impl<T> FramingGuard<T> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > INITIAL_BUFFER {
-                // A large head is through: don't keep its room for the
-                // connection's lifetime.
-                self.buf.truncate(INITIAL_BUFFER);
-                self.buf.shrink_to_fit();
-            } else if self.buf.len() <= SMALL_BUFFER {
-                // Made for a few bytes (the connection's first read): the
-                // requests after them go straight into hyper's buffer.
-                self.buf = Vec::new();
-            }
+            // Emptied: the reads after it go straight into hyper's buffer
+            // (a connection idle between requests keeps no buffer of ours).
+            self.buf = Vec::new();
         }
     }
 
@@ -666,22 +665,23 @@ impl<T> FramingGuard<T> {
     /// requests each arrive whole holds no buffer.
     fn stash(&mut self, rest: &[u8]) {
         if self.buf.len() < rest.len() {
-            let size = if rest.len() <= SMALL_BUFFER {
-                SMALL_BUFFER
-            } else {
-                rest.len().max(INITIAL_BUFFER)
-            };
-            self.buf.resize(size, 0);
+            self.buf.resize(rest.len().max(INITIAL_BUFFER), 0);
         }
         self.buf[..rest.len()].copy_from_slice(rest);
         self.start = 0;
         self.end = rest.len();
     }
 
-    /// Whether a read may go straight into hyper's buffer: nothing is
-    /// pending, and the phase judges bytes where they lie (a head, a body).
-    fn reads_direct(&self) -> bool {
+    /// Whether a read into `room` bytes of hyper's buffer may go straight
+    /// there: nothing is pending, the room is at least [`DIRECT_MIN`], and
+    /// the phase judges bytes where they lie (a head, a body).
+    fn reads_direct(&self, room: usize) -> bool {
+        #[cfg(test)]
+        if self.buffered_only {
+            return false;
+        }
         self.start == self.end
+            && room >= DIRECT_MIN
             && matches!(
                 self.phase,
                 Phase::Head(_) | Phase::Sized(_) | Phase::Chunked(_)
@@ -838,7 +838,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
             if this.start < this.end && this.check_pending() {
                 continue;
             }
-            if this.reads_direct() {
+            if this.reads_direct(out.remaining()) {
                 // Nothing pending: read into hyper's buffer and judge the
                 // bytes there. What may go through stays; the rest moves to
                 // ours. A request that arrives whole is copied once, and an
@@ -851,19 +851,25 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                     }
                     return Poll::Pending;
                 }
-                let read = &out.filled()[before..];
+                let Some(read) = out.filled().get(before..) else {
+                    return Poll::Ready(Err(io::Error::other(
+                        "the connection's read shrank the bytes already read",
+                    )));
+                };
                 if read.is_empty() {
                     // The client is gone.
                     return Poll::Ready(Ok(()));
                 }
                 this.idle_since = None;
                 let step = judge(&mut this.phase, this.first, this.max_head, read);
-                let through = match &step {
-                    Step::Release(len, _) => *len,
-                    Step::Refuse(_) => 0,
+                let (through, keep_rest) = match &step {
+                    // Nothing after a refused head or a broken body is read.
+                    Step::Refuse(_) => (0, false),
+                    Step::Release(len, Some(Phase::Broken(_))) => (*len, false),
+                    Step::Release(len, _) => (*len, true),
                 };
                 let rest = &out.filled()[before + through..];
-                if !rest.is_empty() && !matches!(step, Step::Refuse(_)) {
+                if keep_rest && !rest.is_empty() {
                     this.stash(rest);
                 }
                 out.set_filled(before + through);
@@ -1145,7 +1151,7 @@ mod tests {
         let mut guard = FramingGuard::new(io, 1024);
         let mut cx = Context::from_waker(Waker::noop());
         let mut read = |guard: &mut FramingGuard<Script>| {
-            let mut space = [0u8; 512];
+            let mut space = [0u8; 8192];
             let mut buf = ReadBuf::new(&mut space);
             match Pin::new(guard).poll_read(&mut cx, &mut buf) {
                 Poll::Ready(Ok(())) => Some(buf.filled().to_vec()),
@@ -1178,8 +1184,8 @@ mod tests {
         assert_eq!(rest, post);
 
         // hyper-util's first read asks for 24 bytes (to tell HTTP/2's
-        // preface): the rest of that head waits in a small buffer, which is
-        // given back once the head is through.
+        // preface): it goes through our buffer, given back once the head is
+        // through.
         let mut io = Script::new([get.clone(), get.clone()], false);
         io.quiet_at_end = true;
         let mut guard = FramingGuard::new(io, 1024);
@@ -1192,12 +1198,60 @@ mod tests {
                 .is_ready()
         );
         assert_eq!(buf.filled(), &get[..24]);
-        assert_eq!(guard.buf.len(), SMALL_BUFFER);
+        assert_eq!(guard.buf.len(), INITIAL_BUFFER);
         assert_eq!(read(&mut guard), Some(get[24..].to_vec()));
         assert_eq!(guard.buf.capacity(), 0, "given back once emptied");
         assert_eq!(read(&mut guard), Some(get.clone()));
         assert_eq!(read(&mut guard), None);
         assert_eq!(guard.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn bytes_already_in_hypers_buffer_stay_and_only_judged_bytes_follow() {
+        let cases: [(&[u8], &[u8]); 3] = [
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            ),
+            (b"GET / HTTP/1.1\r\nHos", b""),
+            (
+                b"GET / HTTP/1.1\r\nX-A: a\r\n\tb\r\n\r\n",
+                REFUSE_BAD_REQUEST,
+            ),
+        ];
+        for (input, want) in cases {
+            let mut io = Script::new([input.to_vec()], false);
+            io.quiet_at_end = true;
+            let mut guard = FramingGuard::new(io, 1024);
+            let mut cx = Context::from_waker(Waker::noop());
+            let mut space = [0u8; 4096];
+            let mut buf = ReadBuf::new(&mut space);
+            buf.put_slice(b"sentinel");
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                let before = buf.filled().len();
+                match Pin::new(&mut guard).poll_read(&mut cx, &mut buf) {
+                    Poll::Ready(Ok(())) if buf.filled().len() == before => break,
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => panic!("{e}"),
+                    Poll::Pending => break,
+                }
+                assert!(buf.filled().starts_with(b"sentinel"));
+                got = buf.filled()[8..].to_vec();
+            }
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn a_split_preface_read_as_hyper_util_reads_passes_through() {
+        let mut input = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        input.extend_from_slice(b"\0\0\0\x04\0\0\0\0\0 frames");
+        let pieces = [&input[..10], &input[10..18], &input[18..24], &input[24..]];
+        let mut guard = FramingGuard::new(Script::new(pieces.map(<[u8]>::to_vec), false), 1024);
+        let (got, err) = read_all(&mut guard, &[24, 8192]);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(got, input);
     }
 
     /// What hyper gets from `input` arriving in one piece.
@@ -1523,7 +1577,7 @@ mod tests {
     }
 
     #[test]
-    fn the_buffer_grows_for_a_large_head_and_shrinks_back() {
+    fn the_buffer_grows_for_a_large_head_and_is_given_back() {
         let big = [
             &b"GET / HTTP/1.1\r\nX-A: "[..],
             &[b'a'; 3 * INITIAL_BUFFER],
@@ -1538,7 +1592,7 @@ mod tests {
         let (got, err) = read_all(&mut guard, &[64 * 1024]);
         assert!(err.is_none());
         assert_eq!(got, input);
-        assert_eq!(guard.buf.len(), INITIAL_BUFFER);
+        assert_eq!(guard.buf.capacity(), 0, "given back once emptied");
     }
 
     #[test]
@@ -1647,6 +1701,12 @@ mod tests {
         ]
     }
 
+    /// The room hyper reads into: small (through our buffer) or large
+    /// (straight into hyper's).
+    fn read_size() -> impl Strategy<Value = usize> {
+        prop_oneof![1usize..300, DIRECT_MIN..3 * DIRECT_MIN]
+    }
+
     /// `input` split at these points (taken modulo its length) into non-empty
     /// pieces (an empty read is the end of input).
     fn split(input: &[u8], mut cuts: Vec<usize>) -> Vec<Vec<u8>> {
@@ -1734,7 +1794,7 @@ mod tests {
         fn valid_requests_pass_unchanged_whatever_the_splits(
             requests in proptest::collection::vec(request(), 1..5),
             cuts in proptest::collection::vec(any::<usize>(), 0..40),
-            read_sizes in proptest::collection::vec(1usize..300, 1..5),
+            read_sizes in proptest::collection::vec(read_size(), 1..5),
             stall in any::<bool>(),
         ) {
             let input: Vec<u8> = requests.iter().flat_map(encode).collect();
@@ -1753,7 +1813,7 @@ mod tests {
             (bad, refusal) in bad_head(),
             after in proptest::collection::vec(any::<u8>(), 0..100),
             cuts in proptest::collection::vec(any::<usize>(), 0..40),
-            read_sizes in proptest::collection::vec(1usize..300, 1..5),
+            read_sizes in proptest::collection::vec(read_size(), 1..5),
             stall in any::<bool>(),
         ) {
             let good: Vec<u8> = before.iter().flat_map(encode).collect();
@@ -1764,6 +1824,38 @@ mod tests {
             prop_assert_eq!(got, [&good[..], refusal].concat());
         }
 
+        /// Reading straight into hyper's buffer gives hyper exactly what
+        /// reading through ours does, and ends the same way: for valid
+        /// requests, bad heads, the HTTP/2 preface and arbitrary bytes, cut
+        /// anywhere and read in any sizes.
+        #[test]
+        fn direct_reads_give_what_buffered_reads_give(
+            before in proptest::collection::vec(request(), 0..3),
+            middle in prop_oneof![
+                bad_head().prop_map(|(bad, _)| bad),
+                Just(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04".to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..200),
+            ],
+            after in proptest::collection::vec(request(), 0..2),
+            cuts in proptest::collection::vec(any::<usize>(), 0..40),
+            read_sizes in proptest::collection::vec(read_size(), 1..5),
+        ) {
+            let input = [
+                before.iter().flat_map(encode).collect::<Vec<u8>>(),
+                middle,
+                after.iter().flat_map(encode).collect(),
+            ]
+            .concat();
+            let run = |buffered_only: bool| {
+                let pieces = split(&input, cuts.clone());
+                let mut guard = FramingGuard::new(Script::new(pieces, false), 512);
+                guard.buffered_only = buffered_only;
+                let (got, err) = read_all(&mut guard, &read_sizes);
+                (got, err.map(|e| (e.kind(), e.to_string())))
+            };
+            prop_assert_eq!(run(false), run(true));
+        }
+
         /// Arbitrary bytes never make the guard panic, loop or let through
         /// more than it was given (or the refusal).
         #[test]
@@ -1772,7 +1864,7 @@ mod tests {
             cuts in proptest::collection::vec(any::<usize>(), 0..10),
         ) {
             let mut guard = FramingGuard::new(Script::new(split(&input, cuts), false), 256);
-            let (got, _) = read_all(&mut guard, &[7, 64]);
+            let (got, _) = read_all(&mut guard, &[7, 64, DIRECT_MIN]);
             prop_assert!(input.starts_with(&got)
                 || got.ends_with(REFUSE_BAD_REQUEST)
                 || got.ends_with(&REFUSE_TOO_LARGE));

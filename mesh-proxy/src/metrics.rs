@@ -68,18 +68,16 @@ fn size_histogram() -> Histogram {
 
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
-/// What a finished request is counted under, in a form that is cheap to hash
-/// and compare: the strings by identity (the `Arc`s are made once per config
-/// and held here, so an address is never reused while its entry lives), the
-/// rest by value. Two keys whose strings are equal but distinct `Arc`s get two
-/// cache entries holding the same metrics (the families key by label values).
-#[derive(Clone, Debug)]
-pub(crate) struct LabelKey {
+/// What a finished request is counted under: the label values, the strings
+/// borrowed from the config's `Arc`s (made once per config), so a request
+/// clones none of them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LabelKey<'a> {
     pub(crate) reporter: &'static str,
     /// `destination_service` and `destination_service_name`; `unknown` when `None`.
-    pub(crate) destination: Option<(Arc<str>, Arc<str>)>,
+    pub(crate) destination: Option<(&'a Arc<str>, &'a Arc<str>)>,
     /// `destination_version`; `unknown` when `None`.
-    pub(crate) version: Option<Arc<str>>,
+    pub(crate) version: Option<&'a Arc<str>>,
     pub(crate) response_code: u16,
     pub(crate) response_flags: ResponseFlags,
     pub(crate) grpc: bool,
@@ -90,46 +88,59 @@ fn arc_addr(s: &Arc<str>) -> usize {
     Arc::as_ptr(s).cast::<u8>() as usize
 }
 
-impl PartialEq for LabelKey {
-    fn eq(&self, other: &Self) -> bool {
-        std::ptr::eq(self.reporter, other.reporter)
-            && match (&self.destination, &other.destination) {
-                (Some((a, b)), Some((c, d))) => Arc::ptr_eq(a, c) && Arc::ptr_eq(b, d),
-                (None, None) => true,
-                _ => false,
-            }
-            && match (&self.version, &other.version) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                (None, None) => true,
-                _ => false,
-            }
-            && self.response_code == other.response_code
-            && self.response_flags == other.response_flags
-            && self.grpc == other.grpc
-            && self.mtls == other.mtls
-    }
+/// A [`LabelKey`] as the cache keys it, in machine words: the strings by
+/// address, the rest by value. The cache entry holds the strings' `Arc`s,
+/// so an address is not reused while its entry lives. Two keys whose strings
+/// are equal but in distinct `Arc`s get two entries holding the same metrics
+/// (the families key by label values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CacheKey {
+    reporter: usize,
+    host: usize,
+    name: usize,
+    version: usize,
+    /// The response code, and `grpc` and `mtls` above it.
+    code: u64,
+    flags: ResponseFlags,
 }
 
-impl Eq for LabelKey {}
-
-impl Hash for LabelKey {
+impl Hash for CacheKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_usize(self.reporter.as_ptr() as usize);
-        if let Some((host, name)) = &self.destination {
-            state.write_usize(arc_addr(host));
-            state.write_usize(arc_addr(name));
-        }
-        if let Some(version) = &self.version {
-            state.write_usize(arc_addr(version));
-        }
-        state.write_u64(
-            u64::from(self.response_code) | u64::from(self.grpc) << 16 | u64::from(self.mtls) << 17,
-        );
-        self.response_flags.hash(state);
+        state.write_usize(self.reporter);
+        state.write_usize(self.host);
+        state.write_usize(self.name);
+        state.write_usize(self.version);
+        state.write_u64(self.code);
+        self.flags.hash(state);
     }
 }
 
-impl LabelKey {
+impl LabelKey<'_> {
+    /// The cache's key for it.
+    fn cache_key(&self) -> CacheKey {
+        let (host, name) = self
+            .destination
+            .map_or((0, 0), |(host, name)| (arc_addr(host), arc_addr(name)));
+        CacheKey {
+            reporter: self.reporter.as_ptr() as usize,
+            host,
+            name,
+            version: self.version.map_or(0, arc_addr),
+            code: u64::from(self.response_code)
+                | u64::from(self.grpc) << 16
+                | u64::from(self.mtls) << 17,
+            flags: self.response_flags,
+        }
+    }
+
+    /// The strings' `Arc`s, for the cache entry to hold.
+    fn strings(&self) -> Strings {
+        (
+            self.destination.map(|(h, n)| (h.clone(), n.clone())),
+            self.version.cloned(),
+        )
+    }
+
     /// The label values this key stands for.
     fn labels(&self) -> RequestLabels {
         let unknown = Cow::Borrowed("unknown");
@@ -197,6 +208,9 @@ impl Hasher for WordHasher {
     }
 }
 
+/// The strings a cache entry's key points at, kept alive with it.
+type Strings = (Option<(Arc<str>, Arc<str>)>, Option<Arc<str>>);
+
 /// The metrics of one label set, taken from the families once.
 #[derive(Debug)]
 struct Handles {
@@ -204,6 +218,8 @@ struct Handles {
     duration: Histogram,
     request_bytes: Histogram,
     response_bytes: Histogram,
+    /// What the entry's key points at.
+    _strings: Strings,
 }
 
 impl Handles {
@@ -219,7 +235,7 @@ impl Handles {
 /// so old keys would otherwise pile up).
 const CACHE_LIMIT: usize = 4096;
 
-type HandleCache = HashMap<LabelKey, Handles, BuildHasherDefault<WordHasher>>;
+type HandleCache = HashMap<CacheKey, Handles, BuildHasherDefault<WordHasher>>;
 
 /// The request metrics.
 #[derive(Debug)]
@@ -317,13 +333,14 @@ impl Metrics {
     /// Records one finished request under the labels `key` stands for.
     pub(crate) fn record_key(
         &self,
-        key: &LabelKey,
+        key: &LabelKey<'_>,
         duration_ms: f64,
         request_bytes: u64,
         response_bytes: u64,
     ) {
+        let cache_key = key.cache_key();
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(handles) = cache.get(key) {
+        if let Some(handles) = cache.get(&cache_key) {
             handles.record(duration_ms, request_bytes, response_bytes);
             return;
         }
@@ -336,9 +353,10 @@ impl Metrics {
             duration: self.duration.get_or_create(&labels).clone(),
             request_bytes: self.request_bytes.get_or_create(&labels).clone(),
             response_bytes: self.response_bytes.get_or_create(&labels).clone(),
+            _strings: key.strings(),
         };
         handles.record(duration_ms, request_bytes, response_bytes);
-        cache.insert(key.clone(), handles);
+        cache.insert(cache_key, handles);
     }
 
     /// Records one finished request by its label values (the families'
@@ -428,8 +446,8 @@ mod tests {
         flags.insert(mesh_core::ResponseFlag::NoHealthyUpstream);
         let key = LabelKey {
             reporter: "source",
-            destination: Some((host.clone(), name.clone())),
-            version: Some(version.clone()),
+            destination: Some((&host, &name)),
+            version: Some(&version),
             response_code: 503,
             response_flags: flags,
             grpc: false,
@@ -437,11 +455,17 @@ mod tests {
         };
         let by_key = Metrics::new();
         by_key.record_key(&key, 3.0, 10, 20);
+        // The entry holds the strings its key points at; a hit clones none.
+        assert_eq!(Arc::strong_count(&host), 2);
+        by_key.record_key(&key, 0.0, 0, 0);
+        assert_eq!(Arc::strong_count(&version), 2);
         // Equal strings in other `Arc`s: a second cache entry, the same series.
+        let (host2, name2, version2): (Arc<str>, Arc<str>, Arc<str>) =
+            (Arc::from(&*host), Arc::from(&*name), Arc::from(&*version));
         let copy = LabelKey {
-            destination: Some((Arc::from(&*host), Arc::from(&*name))),
-            version: Some(Arc::from(&*version)),
-            ..key.clone()
+            destination: Some((&host2, &name2)),
+            version: Some(&version2),
+            ..key
         };
         by_key.record_key(&copy, 3.0, 10, 20);
         let unknown = LabelKey {
@@ -451,12 +475,13 @@ mod tests {
             response_code: 200,
             grpc: true,
             mtls: true,
-            ..key.clone()
+            ..key
         };
         by_key.record_key(&unknown, 700.0, 0, 5);
 
         let by_labels = Metrics::new();
         by_labels.record(&key.labels(), 3.0, 10, 20);
+        by_labels.record(&key.labels(), 0.0, 0, 0);
         by_labels.record(&key.labels(), 3.0, 10, 20);
         let labels = unknown.labels();
         assert_eq!(labels.destination_service, "unknown");

@@ -432,8 +432,8 @@ impl Entry {
             destination: self
                 .upstream
                 .as_ref()
-                .map(|u| (u.destination.host.clone(), u.destination.name.clone())),
-            version: self.upstream.as_ref().map(|u| u.version.clone()),
+                .map(|u| (&u.destination.host, &u.destination.name)),
+            version: self.upstream.as_ref().map(|u| &u.version),
             response_code: self.status,
             response_flags: self.flags,
             grpc: self.grpc,

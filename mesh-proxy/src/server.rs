@@ -79,9 +79,9 @@ pub(crate) struct Limits {
 
 /// Serves `listener` with `svc` (cloned per connection, with what is known
 /// of the peer: its address, as `addrs` says, and, over mTLS, its identity)
-/// until `shutdown` turns true; then stops accepting and lets open connections finish the
-/// requests they have (hyper's graceful shutdown), returning when they are
-/// done. With `tls`, each connection first goes through the mTLS acceptor in
+/// until `shutdown` turns true; then stops accepting and lets open
+/// connections finish the requests they have (hyper's graceful shutdown),
+/// returning when they are done. With `tls`, each connection first goes through the mTLS acceptor in
 /// its PeerAuthentication mode; a refused handshake (a plaintext client on a
 /// STRICT port, no certificate, a foreign CA) closes that connection and
 /// nothing else.
@@ -103,7 +103,7 @@ pub(crate) async fn serve<S>(
             let Some((stream, info)) = handshake(tls.as_ref(), tcp, peer).await else {
                 return;
             };
-            let svc = PerConnection::new(svc, info, addrs.clone(), None);
+            let svc = PerConnection::new(svc, info, addrs, None);
             serve_http(stream, svc, watcher, limits, peer).await;
         }
     })

@@ -21,38 +21,15 @@ fn routes_to(subset: &str, a: &Backend, b: &Backend) -> String {
     )
 }
 
-async fn version(proxy: &ProxyProc) -> u64 {
-    proxy.admin_json("/config_dump").await["version"]
-        .as_u64()
-        .unwrap()
-}
-
 /// How many config versions the reload test puts in force under load.
 const RELOADS: u64 = 200;
-
-/// Waits (polling every 2 ms, up to 10 s) until version `want` is in force;
-/// returns the version seen.
-async fn wait_version(proxy: &ProxyProc, want: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = version(proxy).await;
-        if v >= want {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "version {want} never came into force"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_reloads_under_load_fail_no_request() {
     let a = Backend::start("v1", Behavior::Ok).await;
     let b = Backend::start("v2", Behavior::Ok).await;
     let proxy = ProxyProc::start(&routes_to("v1", &a, &b));
-    assert_eq!(version(&proxy).await, 1);
+    assert_eq!(proxy.version().await, 1);
 
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicUsize::new(0));
@@ -90,11 +67,8 @@ async fn two_hundred_reloads_under_load_fail_no_request() {
         } else {
             std::fs::write(&proxy.config_path, routes_to(subset, &a, &b)).unwrap();
         }
-        std::process::Command::new("kill")
-            .args(["-HUP", &proxy.pid().to_string()])
-            .status()
-            .unwrap();
-        in_force = wait_version(&proxy, in_force + 1).await;
+        proxy.signal_reload();
+        in_force = proxy.wait_version(in_force + 1).await;
     }
     let reload_time = started.elapsed();
     assert!(in_force > RELOADS, "only {in_force} versions");
@@ -120,7 +94,7 @@ async fn two_hundred_reloads_under_load_fail_no_request() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(version(&proxy).await, in_force);
+    assert_eq!(proxy.version().await, in_force);
 
     stop.store(true, Ordering::Relaxed);
     for l in load {
@@ -235,7 +209,7 @@ async fn a_reload_keeps_the_outlier_state_of_endpoints_that_stay() {
 
     // A new version that changes the route, not the endpoints' policy.
     std::fs::write(&proxy.config_path, config("6s")).unwrap();
-    wait_version(&proxy, 2).await;
+    proxy.wait_version(2).await;
     let after = ejected(&proxy.admin_json("/clusters").await);
     assert_eq!(after, before, "ejections survive the reload");
     for _ in 0..10 {

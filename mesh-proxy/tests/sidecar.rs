@@ -359,19 +359,8 @@ fn web_balanced(backends: [&Backend; 3], lb: &str) -> String {
 /// force.
 async fn reload_to(proxy: &ProxyProc, yaml: &str, version: u64) {
     std::fs::write(&proxy.config_path, yaml).unwrap();
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &proxy.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while proxy.admin_json("/config_dump").await["version"].as_u64() < Some(version) {
-        assert!(
-            Instant::now() < deadline,
-            "version {version} never came into force"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    proxy.signal_reload();
+    proxy.wait_version(version).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,10 +65,21 @@ pub(crate) fn caller_timeout(headers: &HeaderMap, name: &HeaderName) -> Option<D
         .and_then(|(_, v)| parse_timeout(v.as_bytes()))
 }
 
-/// The effective overall timeout: the configured one, shortened (never
-/// lengthened) by the caller's. Either alone applies.
+/// The effective overall timeout of a request: the configured one,
+/// shortened (never lengthened) by the caller's deadline in `headers[name]`
+/// (when a header is named). Either alone applies.
 #[inline]
-pub(crate) fn shorter(configured: Option<Duration>, caller: Option<Duration>) -> Option<Duration> {
+pub(crate) fn effective(
+    configured: Option<Duration>,
+    name: Option<&HeaderName>,
+    headers: &HeaderMap,
+) -> Option<Duration> {
+    shorter(configured, name.and_then(|n| caller_timeout(headers, n)))
+}
+
+/// The shorter of two optional timeouts; either alone applies.
+#[inline]
+fn shorter(configured: Option<Duration>, caller: Option<Duration>) -> Option<Duration> {
     match (configured, caller) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

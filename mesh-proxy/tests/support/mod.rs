@@ -242,6 +242,39 @@ impl ProxyProc {
         let (_, body) = self.admin_get(path).await;
         serde_json::from_str(&body).unwrap()
     }
+
+    /// The config version in force.
+    pub async fn version(&self) -> u64 {
+        self.admin_json("/config_dump").await["version"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// Asks the proxy to reload its config now (SIGHUP).
+    pub fn signal_reload(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -HUP {}", self.pid());
+    }
+
+    /// Waits (polling every 2 ms, up to 10 s) until version `want` is in
+    /// force; returns the version seen.
+    pub async fn wait_version(&self, want: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.version().await;
+            if v >= want {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "version {want} never came into force"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
 }
 
 impl Drop for ProxyProc {

@@ -115,11 +115,11 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let shared = &*self.local.shared;
         let policy = &shared.policy;
-        let caller = policy
-            .deadline_header
-            .as_ref()
-            .and_then(|name| deadline::caller_timeout(req.headers(), name));
-        let timeout = deadline::shorter(policy.timeout, caller);
+        let timeout = deadline::effective(
+            policy.timeout,
+            policy.deadline_header.as_ref(),
+            req.headers(),
+        );
         // The clock is read once, and only when a timeout needs it.
         let now =
             (timeout.is_some() || policy.per_try_timeout.is_some()).then(tokio::time::Instant::now);

@@ -63,11 +63,12 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let settings = &self.settings;
-        let caller = settings
-            .deadline_header
-            .as_ref()
-            .and_then(|name| deadline::caller_timeout(req.headers(), name));
-        let Some(timeout) = deadline::shorter(settings.timeout, caller) else {
+        let timeout = deadline::effective(
+            settings.timeout,
+            settings.deadline_header.as_ref(),
+            req.headers(),
+        );
+        let Some(timeout) = timeout else {
             return ResponseFuture::new(self.inner.call(req), None, Duration::ZERO);
         };
         // The clock is read here, where the timeout starts; the deadline is

@@ -50,4 +50,4 @@ mod ready_oneshot;
 pub use self::endpoint::{Endpoint, LabelSelector, Labels, Locality};
 pub use self::error::{BoxError, MeshError, OVERLOADED_HEADER, Overload};
 pub use self::flags::{RESPONSE_FLAGS_HEADER, ResponseFlag, ResponseFlags, UnknownFlag};
-pub use self::ready_oneshot::{CallNow, ReadyOneshot, call_now};
+pub use self::ready_oneshot::ReadyOneshot;

@@ -60,11 +60,11 @@ pin_project! {
 impl<S: Service<Req>, Req> ReadyOneshot<S, Req> {
     /// Sends `req` to `service`: called now if ready now, else when ready.
     #[inline]
-    pub fn new(service: S, req: Req) -> Self {
-        match call_now(service, req) {
-            CallNow::Called(future) => Self::called(future),
-            CallNow::Failed(e) => Self::failed(e),
-            CallNow::NotReady(service, req) => Self::waiting(service, req),
+    pub fn new(mut service: S, req: Req) -> Self {
+        match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => Self::called(service.call(req)),
+            Poll::Ready(Err(e)) => Self::failed(e),
+            Poll::Pending => Self::waiting(service, req),
         }
     }
 
@@ -97,49 +97,6 @@ impl<S: Service<Req>, Req> ReadyOneshot<S, Req> {
     /// Whether the service was called at once.
     pub fn is_called(&self) -> bool {
         matches!(self.state, State::Called { .. })
-    }
-}
-
-/// What asking a service for readiness once, with no task at hand, came to
-/// (see [`call_now`]).
-pub enum CallNow<S: Service<Req>, Req> {
-    /// It was ready and is called: the response future.
-    Called(S::Future),
-    /// Its readiness failed.
-    Failed(S::Error),
-    /// Not ready yet: the service and the request, to be driven to
-    /// readiness with the task's waker (tower's `Oneshot` does).
-    NotReady(S, Req),
-}
-
-impl<S: Service<Req>, Req> fmt::Debug for CallNow<S, Req> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CallNow::Called(_) => "CallNow::Called",
-            CallNow::Failed(_) => "CallNow::Failed",
-            CallNow::NotReady(..) => "CallNow::NotReady",
-        })
-    }
-}
-
-/// Asks `service` for readiness once, with a no-op waker (there is no task at
-/// hand), and calls it with `req` if it is ready. [`ReadyOneshot::new`] is
-/// built on it; a caller that boxes the response future (a type-erased
-/// service) can box only what it got.
-///
-/// ```
-/// use mesh_core::{CallNow, call_now};
-/// use tower::service_fn;
-///
-/// let double = service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n * 2) });
-/// assert!(matches!(call_now(double, 21), CallNow::Called(_)));
-/// ```
-#[inline]
-pub fn call_now<S: Service<Req>, Req>(mut service: S, req: Req) -> CallNow<S, Req> {
-    match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(Ok(())) => CallNow::Called(service.call(req)),
-        Poll::Ready(Err(e)) => CallNow::Failed(e),
-        Poll::Pending => CallNow::NotReady(service, req),
     }
 }
 

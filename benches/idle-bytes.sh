@@ -10,14 +10,13 @@
 #
 # Needs nginx and python3; uses 127.0.0.1:18190 (upstream) and :18193.
 set -euo pipefail
+. "$(dirname "$0")/proxy-setup.sh"
 bin=$(realpath "${1:-target/release/mesh-proxy}")
 N=${N:-1000}
 dir=$(mktemp -d)
 ulimit -n $((N + 1024))
-sed -n '/^cat >"\$dir\/nginx.conf" <<EOF/,/^EOF/p' "$(dirname "$0")/proxy-icount.sh" | sed '1d;$d' |
-    sed "s|\$dir|$dir|g; s|\$upstream|18190|; s|worker_connections 1024|worker_connections $((N + 1024))|" >"$dir/nginx.conf"
-sed -n '/^cat >"\$dir\/full.yaml" <<EOF/,/^EOF/p' "$(dirname "$0")/proxy-icount.sh" | sed '1d;$d' |
-    sed 's/\$proxy/18193/; s/\$upstream/18190/' >"$dir/full.yaml"
+write_upstream_conf "$dir" 18190 $((N + 1024))
+write_full_config "$dir/full.yaml" 18193 18190
 nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
 "$bin" run -c "$dir/full.yaml" --admin 127.0.0.1:0 --threads 1 >/dev/null 2>"$dir/proxy.log" &
 pid=$!

@@ -13,6 +13,7 @@
 # Needs valgrind, nginx and python3 (apt-get install valgrind nginx-light
 # python3); uses 127.0.0.1:18190 (upstream) and :18193 (the proxy).
 set -euo pipefail
+. "$(dirname "$0")/proxy-setup.sh"
 bin=$(realpath "${1:-target/release/mesh-proxy}")
 N1=${N1:-1000}
 N2=${N2:-6000}
@@ -22,62 +23,11 @@ mkdir -p "$out"
 upstream=18190
 proxy=18193
 
-cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $dir/body; proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi; uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;
-  server { listen 127.0.0.1:$upstream; location / { return 200 "ok"; } }
-}
-EOF
+write_upstream_conf "$dir" "$upstream" 1024
 nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
 trap 'nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -s stop 2>/dev/null || true; [ -n "${OUT:-}" ] || rm -rf "$dir"' EXIT
 
-# proxy-bench's "mesh-proxy full" configuration.
-cat >"$dir/full.yaml" <<EOF
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: bench}
-spec:
-  egress:
-  - port: {number: $proxy, name: http}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: backend}
-spec:
-  hosts: [backend.default.svc.cluster.local]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - address: 127.0.0.1
-    ports: {http: $upstream}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: backend}
-spec:
-  host: backend
-  trafficPolicy:
-    loadBalancer: {simple: LEAST_REQUEST}
-    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 10}
-    retryBudget: {percent: 20, minRetryConcurrency: 3}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: backend}
-spec:
-  hosts: [backend]
-  http:
-  - route: [{destination: {host: backend}}]
-    timeout: 5s
-    retries: {attempts: 2, retryOn: "5xx,connect-failure,reset", perTryTimeout: 2s}
-EOF
+write_full_config "$dir/full.yaml" "$proxy" "$upstream"
 
 # N keep-alive GETs on one connection; fails on anything but 200.
 cat >"$dir/client.py" <<'EOF'

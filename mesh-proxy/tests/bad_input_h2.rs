@@ -156,7 +156,12 @@ async fn rapid_reset_gets_goaway_enhance_your_calm() {
 async fn continuation_flood_is_cut_off() {
     let (backend, proxy) = setup().await;
     let (cpu, rss) = (cpu_time(proxy.pid()), rss_kib(proxy.pid()));
-    let mut tcp = TcpStream::connect(proxy.outbound()).await.unwrap();
+    // A small send buffer: `sent` then counts what the proxy took in, not
+    // what the client's kernel queued (its buffer grows up to 4 MiB on its
+    // own, which on a loaded machine made `sent` pass the bound below).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(64 * 1024).unwrap();
+    let mut tcp = socket.connect(proxy.outbound()).await.unwrap();
     let mut burst = start();
     burst.extend(frame(HEADERS, 0, 1, GET_BLOCK));
     // Endless CONTINUATION frames of literal headers (RUSTSEC-2024-0332):

@@ -101,6 +101,19 @@ fn main() {
             }
             println!("mesh stack fut {}", fut(&stacks::mesh_stack()));
             println!("tower stack fut {}", fut(&stacks::tower_stack()));
+            let router = mesh_route::Router::builder(stacks::routes())
+                .build(|_| {
+                    Ok(service_fn(
+                        stacks::noop::<Request<mesh_route::RouteBody<Empty<Bytes>>>>,
+                    ))
+                })
+                .unwrap();
+            println!("router fut {}", fut::<_, Request<Empty<Bytes>>>(&router));
+            let steer = tower::steer::Steer::new(
+                vec![service_fn(stacks::noop::<Request<Empty<Bytes>>>)],
+                stacks::steer_pick,
+            );
+            println!("steer fut {}", fut::<_, Request<Empty<Bytes>>>(&steer));
             println!(
                 "tower timeout fut {}",
                 std::mem::size_of::<

@@ -2,7 +2,7 @@
 //! when the service is ready at once.
 
 use std::fmt;
-use std::future::{Future, Ready, ready};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -21,9 +21,11 @@ pin_project! {
     /// is the future's output. The service is never called unready.
     ///
     /// Calling at once spares moving the request into the future and out
-    /// again: routers send each request to a clone of an always-ready
-    /// service this way, and a caller that asked for readiness itself builds
-    /// the future from what it got ([`called`](Self::called),
+    /// again. The future is as small as the service's own: the rare case of
+    /// a service not ready at once waits, with the request, in a box.
+    /// Routers send each request to a clone of an always-ready service this
+    /// way, and a caller that asked for readiness itself builds the future
+    /// from what it got ([`called`](Self::called),
     /// [`failed`](Self::failed), [`waiting`](Self::waiting)).
     ///
     /// ```
@@ -52,8 +54,8 @@ pin_project! {
         S: Service<Req>,
     {
         Called { #[pin] future: S::Future },
-        NotReady { #[pin] oneshot: Oneshot<S, Req> },
-        Failed { #[pin] error: Ready<Result<S::Response, S::Error>> },
+        NotReady { oneshot: Pin<Box<Oneshot<S, Req>>> },
+        Failed { error: Option<S::Error> },
     }
 }
 
@@ -78,18 +80,17 @@ impl<S: Service<Req>, Req> ReadyOneshot<S, Req> {
     /// A service that failed its readiness: the error is the output.
     pub fn failed(error: S::Error) -> Self {
         ReadyOneshot {
-            state: State::Failed {
-                error: ready(Err(error)),
-            },
+            state: State::Failed { error: Some(error) },
         }
     }
 
     /// A service not ready yet: driven to readiness (as `Oneshot` does),
-    /// then called with `req`.
+    /// then called with `req`. They wait in a box of their own, so that
+    /// the future stays as small as the service's.
     pub fn waiting(service: S, req: Req) -> Self {
         ReadyOneshot {
             state: State::NotReady {
-                oneshot: Oneshot::new(service, req),
+                oneshot: Box::pin(Oneshot::new(service, req)),
             },
         }
     }
@@ -110,8 +111,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Called { future } => future.poll(cx),
-            StateProj::NotReady { oneshot } => oneshot.poll(cx),
-            StateProj::Failed { error } => error.poll(cx),
+            StateProj::NotReady { oneshot } => oneshot.as_mut().poll(cx),
+            StateProj::Failed { error } => match error.take() {
+                Some(error) => Poll::Ready(Err(error)),
+                None => panic!("ReadyOneshot polled after completion"),
+            },
         }
     }
 }

@@ -12,17 +12,45 @@ use crate::util::authority_of;
 /// does (an empty list matches everything). See the [module docs](crate::matching).
 #[derive(Clone, Debug)]
 pub struct RouteMatcher {
-    blocks: Box<[BlockMatcher]>,
+    blocks: Blocks,
+}
+
+/// The blocks, with the two common shapes (no block; one block, as a router
+/// has per entry) held without a slice to walk.
+#[derive(Clone, Debug)]
+enum Blocks {
+    Any,
+    One(BlockMatcher),
+    Many(Box<[BlockMatcher]>),
 }
 
 /// Header names and what their values must match (`None`: presence).
 type HeaderMatchers = Box<[(HeaderName, Option<CompiledString>)]>;
 
-/// One compiled `HTTPMatchRequest`.
+/// One compiled `HTTPMatchRequest`: the path test, which most blocks have
+/// and many have alone, and the other conditions when there are any (so a
+/// path-only block costs one test and one null check).
 #[derive(Clone, Debug)]
 struct BlockMatcher {
-    uri: Option<CompiledString>,
-    ignore_uri_case: bool,
+    path: PathTest,
+    rest: Option<Box<RestMatcher>>,
+}
+
+/// The `uri` condition, with `ignoreUriCase` folded in.
+#[derive(Clone, Debug)]
+enum PathTest {
+    Any,
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    ExactIgnoreCase(Box<str>),
+    PrefixIgnoreCase(Box<str>),
+    /// A regex, which `ignoreUriCase` does not affect (as in Istio).
+    Regex(CompiledString),
+}
+
+/// A block's conditions other than the path.
+#[derive(Clone, Debug)]
+struct RestMatcher {
     scheme: Option<CompiledString>,
     method: Option<CompiledString>,
     authority: Option<CompiledString>,
@@ -59,19 +87,22 @@ impl<'a, B> View<'a, B> {
 impl RouteMatcher {
     /// Compiles a `match` list.
     pub fn new(blocks: &[HttpMatch]) -> Result<Self, ConfigError> {
-        let blocks = blocks
+        let mut blocks = blocks
             .iter()
             .map(BlockMatcher::compile)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(RouteMatcher {
-            blocks: blocks.into(),
-        })
+        let blocks = match blocks.len() {
+            0 => Blocks::Any,
+            1 => Blocks::One(blocks.remove(0)),
+            _ => Blocks::Many(blocks.into()),
+        };
+        Ok(RouteMatcher { blocks })
     }
 
     /// A matcher of every request.
     pub fn any() -> Self {
         RouteMatcher {
-            blocks: Box::new([]),
+            blocks: Blocks::Any,
         }
     }
 
@@ -84,24 +115,36 @@ impl RouteMatcher {
     /// per request for all its routes).
     #[inline]
     pub(crate) fn matches_view<B>(&self, view: &View<'_, B>) -> bool {
-        self.blocks.is_empty() || self.blocks.iter().any(|b| b.matches(view))
+        match &self.blocks {
+            Blocks::Any => true,
+            Blocks::One(b) => b.matches(view),
+            Blocks::Many(blocks) => blocks.iter().any(|b| b.matches(view)),
+        }
     }
 
     /// The index of the first block the request matches (`None` for an empty
     /// list too; see [`matches`](Self::matches)).
     pub fn find<B>(&self, req: &Request<B>) -> Option<usize> {
         let view = View::new(req);
-        self.blocks.iter().position(|b| b.matches(&view))
+        match &self.blocks {
+            Blocks::Any => None,
+            Blocks::One(b) => b.matches(&view).then_some(0),
+            Blocks::Many(blocks) => blocks.iter().position(|b| b.matches(&view)),
+        }
     }
 
     /// How many blocks there are.
     pub fn len(&self) -> usize {
-        self.blocks.len()
+        match &self.blocks {
+            Blocks::Any => 0,
+            Blocks::One(_) => 1,
+            Blocks::Many(blocks) => blocks.len(),
+        }
     }
 
     /// Whether the list is empty (matches every request).
     pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
+        matches!(self.blocks, Blocks::Any)
     }
 }
 
@@ -134,31 +177,65 @@ impl BlockMatcher {
                 Ok((q.name.as_str().into(), CompiledString::compile(&q.value)?))
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        Ok(BlockMatcher {
-            uri: opt(&m.uri)?,
-            ignore_uri_case: m.ignore_uri_case,
+        let path = match (opt(&m.uri)?, m.ignore_uri_case) {
+            (None, _) => PathTest::Any,
+            (Some(CompiledString::Exact(s)), false) => PathTest::Exact(s),
+            (Some(CompiledString::Prefix(s)), false) => PathTest::Prefix(s),
+            (Some(CompiledString::Exact(s)), true) => PathTest::ExactIgnoreCase(s),
+            (Some(CompiledString::Prefix(s)), true) => PathTest::PrefixIgnoreCase(s),
+            (Some(re @ CompiledString::Regex(_)), _) => PathTest::Regex(re),
+        };
+        let rest = RestMatcher {
             scheme: opt(&m.scheme)?,
             method: opt(&m.method)?,
             authority: opt(&m.authority)?,
             headers: compile_headers(&m.headers)?,
             without_headers: compile_headers(&m.without_headers)?,
             query_params: query_params.into(),
+        };
+        Ok(BlockMatcher {
+            path,
+            rest: (!rest.is_empty()).then(|| Box::new(rest)),
         })
     }
 
-    #[inline]
+    #[inline(always)]
+    fn matches<B>(&self, view: &View<'_, B>) -> bool {
+        self.path.matches(view.path) && self.rest.as_deref().is_none_or(|r| r.matches(view))
+    }
+}
+
+impl PathTest {
+    #[inline(always)]
+    fn matches(&self, path: &[u8]) -> bool {
+        match self {
+            PathTest::Any => true,
+            PathTest::Exact(s) => path == s.as_bytes(),
+            PathTest::Prefix(s) => path.starts_with(s.as_bytes()),
+            PathTest::ExactIgnoreCase(s) => path.eq_ignore_ascii_case(s.as_bytes()),
+            PathTest::PrefixIgnoreCase(s) => path
+                .get(..s.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(s.as_bytes())),
+            PathTest::Regex(re) => re.matches(path),
+        }
+    }
+}
+
+impl RestMatcher {
+    fn is_empty(&self) -> bool {
+        self.scheme.is_none()
+            && self.method.is_none()
+            && self.authority.is_none()
+            && self.headers.is_empty()
+            && self.without_headers.is_empty()
+            && self.query_params.is_empty()
+    }
+
+    // Out of line, so that a path-only block's test stays small enough to
+    // inline into the router's loop.
+    #[inline(never)]
     fn matches<B>(&self, view: &View<'_, B>) -> bool {
         let req = view.req;
-        if let Some(uri) = &self.uri {
-            let ok = if self.ignore_uri_case {
-                uri.matches_ignore_case(view.path)
-            } else {
-                uri.matches(view.path)
-            };
-            if !ok {
-                return false;
-            }
-        }
         if let Some(method) = &self.method
             && !method.matches(req.method().as_str().as_bytes())
         {

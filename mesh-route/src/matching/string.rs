@@ -33,19 +33,6 @@ impl CompiledString {
             CompiledString::Regex(re) => re.is_match(value),
         }
     }
-
-    /// Whether `value` matches, ignoring ASCII case for `exact` and `prefix`
-    /// (a regex is unaffected, as Istio's `ignoreUriCase`).
-    #[inline]
-    pub(crate) fn matches_ignore_case(&self, value: &[u8]) -> bool {
-        match self {
-            CompiledString::Exact(s) => value.eq_ignore_ascii_case(s.as_bytes()),
-            CompiledString::Prefix(s) => value
-                .get(..s.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(s.as_bytes())),
-            CompiledString::Regex(re) => re.is_match(value),
-        }
-    }
 }
 
 /// Compiles `pattern` so that it must match the whole input.

@@ -1,14 +1,12 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use http::{Request, Response};
 use mesh_core::BoxError;
 use pin_project_lite::pin_project;
 use tower::Service;
-use tower::util::Oneshot;
 
 use super::ReadyOneshot;
 use crate::headers;
@@ -19,7 +17,8 @@ use crate::split::Split;
 /// answer with a redirect. The proxy may wrap it in the route's own policies
 /// (a timeout) with [`RouterBuilder::build_with`](crate::RouterBuilder::build_with).
 ///
-/// Always ready: the destination's service is driven to readiness in the
+/// Always ready: the destination's service is asked for readiness in
+/// `call` and, when it is not ready at once, driven to readiness in the
 /// response future, on a clone, as [`Split`] does. The builder makes a route
 /// with one destination and no header operations of its own a
 /// [`Forward::single`], which behaves as that `Split` of one without its pick
@@ -30,10 +29,10 @@ pub struct Forward<D> {
 
 enum ForwardKind<D> {
     /// One destination with no header operations of its own: no pick, no
-    /// per-destination header future. Behind an `Arc`, as `Split`'s arms:
-    /// the router clones the route's service for each request, and this
-    /// clones the destination again for its `oneshot`.
-    Single(Arc<D>),
+    /// per-destination header future. Held as is: the router clones the
+    /// route's service for each request, and a ready destination is called
+    /// in place, so a request clones it once.
+    Single(D),
     Split(Split<D>),
     Redirect(RedirectService<()>),
 }
@@ -46,11 +45,12 @@ impl<D> Forward<D> {
         }
     }
 
-    /// Forwards to `destination` alone (a clone of it for each request,
-    /// driven to readiness with `oneshot`).
+    /// Forwards to `destination` alone: called in place when it is ready at
+    /// once, otherwise a clone of it is driven to readiness in the response
+    /// future.
     pub fn single(destination: D) -> Self {
         Forward {
-            kind: ForwardKind::Single(Arc::new(destination)),
+            kind: ForwardKind::Single(destination),
         }
     }
 
@@ -67,7 +67,7 @@ impl<D> Forward<D> {
     }
 }
 
-impl<D> Clone for Forward<D> {
+impl<D: Clone> Clone for Forward<D> {
     fn clone(&self) -> Self {
         Forward {
             kind: match &self.kind {
@@ -107,10 +107,16 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let kind = match &mut self.kind {
-            // Called at once when the clone is ready (most destinations
-            // always are), sparing the request's move into a `Oneshot`.
+            // Asked once with a no-op waker (there is no task at hand) and
+            // called in place when ready, as most destinations always are;
+            // otherwise a clone waits for readiness with the request, driven
+            // by the task, and is never called unready.
             ForwardKind::Single(d) => FwdKind::Single {
-                future: ReadyOneshot::new(D::clone(d), req),
+                future: match d.poll_ready(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready(Ok(())) => ReadyOneshot::called(d.call(req)),
+                    Poll::Ready(Err(e)) => ReadyOneshot::failed(e),
+                    Poll::Pending => ReadyOneshot::waiting(d.clone(), req),
+                },
             },
             ForwardKind::Split(split) => FwdKind::Split {
                 future: split.call(req),
@@ -141,7 +147,7 @@ pin_project! {
         D: Service<Req>,
     {
         Single { #[pin] future: ReadyOneshot<D, Req> },
-        Split { #[pin] future: headers::ResponseFuture<Oneshot<D, Req>> },
+        Split { #[pin] future: headers::ResponseFuture<ReadyOneshot<D, Req>> },
         Redirect { response: Option<D::Response> },
     }
 }
@@ -153,6 +159,7 @@ where
 {
     type Output = Result<Response<ResBody>, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             FwdProj::Single { future } => future.poll(cx).map_err(Into::into),

@@ -678,6 +678,11 @@ impl Gate {
         }
     }
 
+    /// This gate when it is broken, else `other`'s.
+    fn or(self, other: &Gate) -> Gate {
+        if self.fail { self } else { other.clone() }
+    }
+
     fn open(&self) {
         self.open.store(true, Ordering::SeqCst);
         if let Some(w) = self.waiter.lock().unwrap().take() {
@@ -686,7 +691,7 @@ impl Gate {
     }
 }
 
-impl Service<Request<String>> for Gate {
+impl<B> Service<Request<B>> for Gate {
     type Response = Response<String>;
     type Error = BoxError;
     type Future = std::future::Ready<Result<Response<String>, BoxError>>;
@@ -706,7 +711,7 @@ impl Service<Request<String>> for Gate {
         std::task::Poll::Pending
     }
 
-    fn call(&mut self, req: Request<String>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         assert!(std::mem::take(&mut self.ready), "called unready");
         let route = route_of(&req);
         std::future::ready(Ok(Response::new(route)))
@@ -742,6 +747,32 @@ async fn a_route_service_not_ready_at_once_is_driven_to_readiness_with_the_tasks
     slow.open();
     let res = tokio::time::timeout(Duration::from_secs(5), waiting).await;
     assert_eq!(res.unwrap().unwrap().unwrap().body(), "slow");
+}
+
+/// The builder's single-destination route calls a ready destination in
+/// place; one not ready at once waits, as a clone, for the task's waker.
+#[tokio::test]
+async fn a_destination_not_ready_at_once_is_driven_to_readiness_with_the_tasks_waker() {
+    let slow = Gate::new(false);
+    let routes = vec![
+        RouteConfig::to("broken", Destination::new("broken"))
+            .with_match(HttpMatch::default().with_uri(StringMatch::prefix("/broken"))),
+        RouteConfig::to("slow", Destination::new("slow")),
+    ];
+    let r = Router::builder(routes)
+        .build(|t| Ok(Gate::new(t.destination.host == "broken").or(&slow)))
+        .unwrap();
+    let waiting = tokio::spawn(r.clone().oneshot(get("/x", None)));
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    let err = r.clone().oneshot(get("/broken", None)).await.unwrap_err();
+    assert_eq!(err.to_string(), "gate broken");
+    slow.open();
+    let res = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+    assert_eq!(res.unwrap().unwrap().unwrap().body(), "slow");
+    // Once open, a request is answered at once (called in place).
+    let res = futures_util::FutureExt::now_or_never(r.clone().oneshot(get("/y", None)));
+    assert_eq!(res.unwrap().unwrap().body(), "slow");
 }
 
 #[test]

@@ -3,9 +3,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use mesh_core::ReadyOneshot;
 use rand::RngExt;
 use tower::Service;
-use tower::util::Oneshot;
 
 use crate::config::{ConfigError, ConfigErrorKind, Headers};
 use crate::headers::{ResponseFuture, apply_to_request};
@@ -117,7 +117,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<Oneshot<S, Request<ReqBody>>>;
+    type Future = ResponseFuture<ReadyOneshot<S, Request<ReqBody>>>;
 
     /// Always ready: the destination is picked in `call` and a clone of it is
     /// driven to readiness there (see the [module docs](crate::split)).
@@ -133,6 +133,6 @@ where
             apply_to_request(&h.request, &mut req);
         }
         let headers = arm.headers.clone().filter(|h| !h.response.is_empty());
-        ResponseFuture::new(Oneshot::new(arm.service.clone(), req), headers)
+        ResponseFuture::new(ReadyOneshot::new(arm.service.clone(), req), headers)
     }
 }

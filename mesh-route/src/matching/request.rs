@@ -113,7 +113,7 @@ impl RouteMatcher {
 
     /// Whether the request `view` shows matches (a router builds one view
     /// per request for all its routes).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn matches_view<B>(&self, view: &View<'_, B>) -> bool {
         match &self.blocks {
             Blocks::Any => true,

@@ -19,7 +19,7 @@ use crate::split::Split;
 ///
 /// Always ready: the destination's service is asked for readiness in
 /// `call` and, when it is not ready at once, driven to readiness in the
-/// response future, on a clone, as [`Split`] does. The builder makes a route
+/// response future, as [`Split`] does. The builder makes a route
 /// with one destination and no header operations of its own a
 /// [`Forward::single`], which behaves as that `Split` of one without its pick
 /// and header future.
@@ -31,7 +31,7 @@ enum ForwardKind<D> {
     /// One destination with no header operations of its own: no pick, no
     /// per-destination header future. Held as is: the router clones the
     /// route's service for each request, and a ready destination is called
-    /// in place, so a request clones it once.
+    /// in place, so a request clones it once when it is ready.
     Single(D),
     Split(Split<D>),
     Redirect(RedirectService<()>),
@@ -46,8 +46,9 @@ impl<D> Forward<D> {
     }
 
     /// Forwards to `destination` alone: called in place when it is ready at
-    /// once, otherwise a clone of it is driven to readiness in the response
-    /// future.
+    /// once; otherwise the instance asked goes, with the request, into the
+    /// response future, which drives it to readiness (it may hold a place in
+    /// a queue, such as a semaphore's), and a clone takes its place here.
     pub fn single(destination: D) -> Self {
         Forward {
             kind: ForwardKind::Single(destination),
@@ -108,14 +109,19 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let kind = match &mut self.kind {
             // Asked once with a no-op waker (there is no task at hand) and
-            // called in place when ready, as most destinations always are;
-            // otherwise a clone waits for readiness with the request, driven
-            // by the task, and is never called unready.
+            // called in place when ready, as most destinations always are.
+            // One that is not goes with the request into the future, which
+            // asks again with the task's waker: the instance asked keeps any
+            // place it took in a queue (a clone would queue behind it, and
+            // the place, given a no-op waker, would never be taken up).
             ForwardKind::Single(d) => FwdKind::Single {
                 future: match d.poll_ready(&mut Context::from_waker(Waker::noop())) {
                     Poll::Ready(Ok(())) => ReadyOneshot::called(d.call(req)),
                     Poll::Ready(Err(e)) => ReadyOneshot::failed(e),
-                    Poll::Pending => ReadyOneshot::waiting(d.clone(), req),
+                    Poll::Pending => {
+                        let fresh = d.clone();
+                        ReadyOneshot::waiting(std::mem::replace(d, fresh), req)
+                    }
                 },
             },
             ForwardKind::Split(split) => FwdKind::Split {

@@ -659,13 +659,28 @@ async fn a_route_with_an_unready_destination_does_not_block_others() {
 }
 
 /// A route service ready once `open` is set (waking the task that waited),
-/// failing in `poll_ready` when `fail`; it checks it is never called unready.
-#[derive(Clone)]
+/// failing in `poll_ready` when `fail`; it checks it is never called unready
+/// (a clone starts unready, so a clone called in place of the instance that
+/// was ready fails too) and counts its clones.
 struct Gate {
     open: Arc<std::sync::atomic::AtomicBool>,
     waiter: Arc<std::sync::Mutex<Option<std::task::Waker>>>,
+    clones: Arc<AtomicUsize>,
     fail: bool,
     ready: bool,
+}
+
+impl Clone for Gate {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        Gate {
+            open: self.open.clone(),
+            waiter: self.waiter.clone(),
+            clones: self.clones.clone(),
+            fail: self.fail,
+            ready: false,
+        }
+    }
 }
 
 impl Gate {
@@ -673,9 +688,14 @@ impl Gate {
         Gate {
             open: Arc::default(),
             waiter: Arc::default(),
+            clones: Arc::default(),
             fail,
             ready: false,
         }
+    }
+
+    fn clones(&self) -> usize {
+        self.clones.load(Ordering::SeqCst)
     }
 
     /// This gate when it is broken, else `other`'s.
@@ -770,9 +790,37 @@ async fn a_destination_not_ready_at_once_is_driven_to_readiness_with_the_tasks_w
     slow.open();
     let res = tokio::time::timeout(Duration::from_secs(5), waiting).await;
     assert_eq!(res.unwrap().unwrap().unwrap().body(), "slow");
-    // Once open, a request is answered at once (called in place).
+    // Once open, a request is answered at once, by the router's one clone of
+    // the route's service: the destination is called in place.
+    let before = slow.clones();
     let res = futures_util::FutureExt::now_or_never(r.clone().oneshot(get("/y", None)));
     assert_eq!(res.unwrap().unwrap().body(), "slow");
+    assert_eq!(slow.clones() - before, 1);
+}
+
+/// A destination that queued for readiness (here a semaphore's permit)
+/// waits in that place: the instance asked goes into the response future,
+/// and a clone of it, queued behind, is not what waits.
+#[tokio::test]
+async fn a_destination_that_queued_for_readiness_keeps_its_place() {
+    let (finish, finished) = tokio::sync::watch::channel(false);
+    let slow = tower::service_fn(move |_: Request<()>| {
+        let mut finished = finished.clone();
+        async move {
+            let _ = finished.wait_for(|done| *done).await;
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }
+    });
+    let mut forward = Forward::single(tower::limit::ConcurrencyLimit::new(slow, 1));
+    // The first request takes the one permit; the second queues for it.
+    let first = tokio::spawn(forward.call(Request::new(())));
+    let second = tokio::spawn(forward.call(Request::new(())));
+    tokio::task::yield_now().await;
+    assert!(!second.is_finished());
+    finish.send_replace(true);
+    first.await.unwrap().unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), second).await;
+    assert!(second.expect("the queued request got the permit").is_ok());
 }
 
 #[test]

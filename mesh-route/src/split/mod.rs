@@ -13,12 +13,14 @@
 //! The split is a terminal service over many services (like
 //! `tower::steer`), so it has no `Layer`: the services are its input.
 //! Readiness: the destination is only known in `call`, so `poll_ready` is
-//! always ready and `call` drives a **clone** of the picked service to
-//! readiness with `oneshot`. A slow or unready destination then delays only
-//! the requests sent to it, instead of blocking the whole split in
-//! `poll_ready` (which is what `tower::steer` does, as it polls every
-//! service); the services are expected to be cheap to clone (handles on
-//! shared balancers and pools, as the proxy's are).
+//! always ready and `call` sends the request to a **clone** of the picked
+//! service: called at once when the clone is ready at once (asked with a
+//! no-op waker, there being no task at hand), otherwise driven to readiness
+//! in the response future, as `oneshot` does. A slow or unready
+//! destination then delays only the requests sent to it, instead of
+//! blocking the whole split in `poll_ready` (which is what `tower::steer`
+//! does, as it polls every service); the services are expected to be cheap
+//! to clone (handles on shared balancers and pools, as the proxy's are).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {

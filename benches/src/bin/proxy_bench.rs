@@ -101,7 +101,7 @@ const TARGET_KEYS: [(&str, &str); 6] = [
     ("mtls", "mesh-proxy mTLS pair"),
 ];
 
-fn parse_args() -> Result<Opts, String> {
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Opts, String> {
     let mut o = Opts {
         rounds: 3,
         duration: 10,
@@ -115,7 +115,7 @@ fn parse_args() -> Result<Opts, String> {
         closed: true,
         open: true,
     };
-    let mut args = std::env::args().skip(1);
+    let mut args = args.into_iter();
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value"));
         let num = |v: String| v.parse::<u64>().map_err(|e| format!("{a}: {e}"));
@@ -155,7 +155,7 @@ fn parse_args() -> Result<Opts, String> {
 }
 
 fn main() -> ExitCode {
-    let opts = match parse_args() {
+    let opts = match parse_args(std::env::args().skip(1)) {
         Ok(o) => o,
         Err(e) => {
             if !e.is_empty() {
@@ -278,9 +278,16 @@ fn build_mesh_proxy(root: &Path) -> PathBuf {
 
 /// Fields of `/proc/<pid>/stat` after the command name: (ppid, utime, stime,
 /// cutime, cstime) in clock ticks.
+/// (ppid, utime, stime, cutime, cstime) of a process, from `/proc/<pid>/stat`.
 fn proc_stat(pid: u32) -> Option<(u32, u64, u64, u64, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// [`proc_stat`]'s fields from the text of a `stat` file. The command name
+/// (in parentheses) may itself hold spaces and parentheses: the fields are
+/// counted from the last `)`.
+fn parse_stat(s: &str) -> Option<(u32, u64, u64, u64, u64)> {
+    let rest = s.get(s.rfind(')')? + 2..)?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
     Some((f.get(1)?.parse().ok()?, n(11)?, n(12)?, n(13)?, n(14)?))
@@ -327,7 +334,11 @@ fn user_ticks(pids: &[u32]) -> u64 {
 
 /// The machine's (user+nice, steal) ticks over all CPUs from /proc/stat.
 fn machine_ticks() -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    parse_machine_ticks(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+}
+
+/// [`machine_ticks`] from the text of `/proc/stat` (its first, `cpu`, line).
+fn parse_machine_ticks(s: &str) -> (u64, u64) {
     let line = s.lines().next().unwrap_or_default();
     let f: Vec<u64> = line
         .split_whitespace()
@@ -350,20 +361,31 @@ fn rss_kb(pids: &[u32]) -> (u64, u64, u64) {
         let Ok(s) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
             continue;
         };
-        for line in s.lines() {
-            let kb = || {
-                line.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            if line.starts_with("VmRSS:") {
-                rss += kb();
-            } else if line.starts_with("VmHWM:") {
-                hwm += kb();
-            } else if line.starts_with("RssAnon:") {
-                anon += kb();
-            }
+        let (r, h, a) = parse_status(&s);
+        rss += r;
+        hwm += h;
+        anon += a;
+    }
+    (rss, hwm, anon)
+}
+
+/// VmRSS, VmHWM and RssAnon (kB) from the text of a `/proc/<pid>/status`
+/// file (0 for a field it lacks).
+fn parse_status(s: &str) -> (u64, u64, u64) {
+    let (mut rss, mut hwm, mut anon) = (0, 0, 0);
+    for line in s.lines() {
+        let kb = || {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if line.starts_with("VmRSS:") {
+            rss = kb();
+        } else if line.starts_with("VmHWM:") {
+            hwm = kb();
+        } else if line.starts_with("RssAnon:") {
+            anon = kb();
         }
     }
     (rss, hwm, anon)
@@ -1530,4 +1552,143 @@ fn summarize(
         all.len()
     );
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Result<Opts, String> {
+        parse_args(line.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn arguments_default_and_override() {
+        let o = args("").unwrap();
+        assert_eq!((o.rounds, o.duration, o.rate, o.conns), (3, 10, 2000, 32));
+        assert_eq!((o.idle_conns, o.wait_quiet), (500, 600));
+        assert!(o.only.is_none() && o.closed && o.open && o.mesh_proxy.is_none());
+
+        let o = args("--rounds 0 --duration 5 --rate 100 --conns 8 --idle-conns 0 --only direct,full,nginx --kinds open --mesh-proxy /tmp/mp").unwrap();
+        // Zero rounds would measure nothing: at least one.
+        assert_eq!(
+            (o.rounds, o.duration, o.rate, o.conns, o.idle_conns),
+            (1, 5, 100, 8, 0)
+        );
+        assert_eq!(o.only.unwrap(), ["direct", "full", "nginx"]);
+        assert!(!o.closed && o.open);
+        assert_eq!(o.mesh_proxy.unwrap(), PathBuf::from("/tmp/mp"));
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_with_a_reason() {
+        assert_eq!(
+            args("--only direct,envoy").unwrap_err(),
+            "--only: unknown target envoy"
+        );
+        assert_eq!(
+            args("--kinds closed,half").unwrap_err(),
+            "--kinds: unknown kind half"
+        );
+        assert_eq!(args("--rounds").unwrap_err(), "--rounds needs a value");
+        assert!(args("--rate fast").unwrap_err().starts_with("--rate: "));
+        assert_eq!(args("--fast").unwrap_err(), "unknown argument --fast");
+        // Help is an empty error: main prints the usage.
+        assert_eq!(args("--help").unwrap_err(), "");
+    }
+
+    /// wrk 4.1.0's output, as proxy-bench runs it (`--latency`).
+    const WRK: &str = "\
+Running 10s test @ http://127.0.0.1:18183/
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   655.41us  683.74us  18.57ms   97.06%
+    Req/Sec    54.35k     4.78k   60.19k    86.00%
+  Latency Distribution
+     50%  548.00us
+     75%  608.00us
+     90%  718.00us
+     99%    3.80ms
+  540421 requests in 10.01s, 64.42MB read
+Requests/sec:  54013.04
+Transfer/sec:      6.44MB
+";
+
+    #[test]
+    fn wrk_output_is_read() {
+        let w = parse_wrk(WRK);
+        assert_eq!(w.requests, 540_421);
+        assert!((w.rps - 54_013.04).abs() < 1e-6);
+        assert!((w.p50 - 0.548).abs() < 1e-9);
+        assert!((w.p99 - 3.8).abs() < 1e-9);
+        assert!(w.errors.is_empty());
+
+        let failing = WRK.replace(
+            "Requests/sec:",
+            "  Socket errors: connect 0, read 3, write 0, timeout 0\n  Non-2xx or 3xx responses: 12\nRequests/sec:",
+        );
+        assert_eq!(
+            parse_wrk(&failing).errors,
+            "Socket errors: connect 0, read 3, write 0, timeout 0; Non-2xx or 3xx responses: 12"
+        );
+    }
+
+    #[test]
+    fn wrk_latencies_are_read_in_milliseconds() {
+        assert!((wrk_ms("548.00us") - 0.548).abs() < 1e-9);
+        assert!((wrk_ms("3.80ms") - 3.8).abs() < 1e-9);
+        assert!((wrk_ms("1.20s") - 1200.0).abs() < 1e-9);
+        assert!(wrk_ms("12").is_nan());
+        assert!(wrk_ms("fast").is_nan());
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let ms: Vec<u64> = (1..=100).map(|i| i * 1_000_000).collect();
+        assert_eq!(percentile_ms(&ms, 0.50), 50.0);
+        assert_eq!(percentile_ms(&ms, 0.99), 99.0);
+        assert_eq!(percentile_ms(&ms, 0.999), 100.0);
+        assert_eq!(percentile_ms(&ms, 0.0), 1.0);
+        assert_eq!(percentile_ms(&[2_500_000], 0.5), 2.5);
+        assert!(percentile_ms(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn medians_skip_what_was_not_measured() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(vec![f64::NAN, 5.0, 1.0, f64::INFINITY]), 3.0);
+        assert!(median(vec![f64::NAN]).is_nan());
+        assert_eq!(opt(f64::NAN, 2), "–");
+        assert_eq!(opt(0.1234, 3), "0.123");
+        assert_eq!(mb(12_902.4), "12.6");
+        assert_eq!(mb(0.0), "–");
+    }
+
+    #[test]
+    fn proc_files_are_read() {
+        // A command name with spaces and a parenthesis of its own.
+        let stat = "4242 (mesh (proxy) x) S 17 4242 17 0 -1 4194560 900 0 0 0 \
+                    1234 567 89 10 20 0 2 0 100 1000 200 0";
+        assert_eq!(parse_stat(stat), Some((17, 1234, 567, 89, 10)));
+        assert_eq!(parse_stat("4242 (cut short) S 17"), None);
+        assert_eq!(parse_stat("no parenthesis"), None);
+
+        let status = "Name:\tmesh-proxy\nVmHWM:\t   12904 kB\nVmRSS:\t   12602 kB\n\
+                      RssAnon:\t    3072 kB\nRssFile:\t    9530 kB\n";
+        assert_eq!(parse_status(status), (12_602, 12_904, 3_072));
+        assert_eq!(parse_status("Name:\tkthreadd\n"), (0, 0, 0));
+
+        let cpu = "cpu  100 5 300 4000 50 0 7 11 0 0\ncpu0 50 2 150 2000 25 0 3 5 0 0\n";
+        // user + nice, steal.
+        assert_eq!(parse_machine_ticks(cpu), (105, 11));
+    }
+
+    #[test]
+    fn the_running_process_reads_itself() {
+        let (ppid, ..) = proc_stat(std::process::id()).unwrap();
+        assert!(ppid > 0);
+        let (rss, hwm, anon) = rss_kb(&[std::process::id()]);
+        assert!(rss > 0 && hwm >= rss && anon > 0 && anon <= rss);
+    }
 }

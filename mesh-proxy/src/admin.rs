@@ -1,4 +1,5 @@
-//! The admin server: readiness, metrics, clusters, config and listeners.
+//! The admin server: readiness, metrics, clusters, config, listeners and
+//! what the server runs on.
 //!
 //! | path | answer |
 //! |---|---|
@@ -7,6 +8,7 @@
 //! | `GET /clusters` | JSON: each service and subset with its endpoints, health and load |
 //! | `GET /config_dump` | JSON: the config in force and its `version` |
 //! | `GET /listeners` | JSON: each listener's name and bound address |
+//! | `GET /server_info` | JSON, as Envoy's: `version`, `state` (`LIVE` or `DRAINING`), `command_line_options.concurrency` (the runtime's worker threads, as `--threads` set them) and `runtime` (`current_thread` or `multi_thread`) |
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -111,12 +113,35 @@ fn handle(proxy: &Proxy, req: &Request<Incoming>) -> Response<Full<Bytes>> {
                 .collect();
             json_response(&json!({ "listeners": listeners }))
         }
+        "/server_info" => json_response(&server_info(proxy)),
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found; try /ready /stats/prometheus /clusters /config_dump /listeners\n",
+            "not found; try /ready /stats/prometheus /clusters /config_dump /listeners /server_info\n",
         ),
     }
+}
+
+/// What `/server_info` says: read from the runtime the admin server runs on,
+/// which is the proxy's, so it shows what `--threads` made of it.
+fn server_info(proxy: &Proxy) -> serde_json::Value {
+    let (concurrency, runtime) = match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            let flavor = match rt.runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::CurrentThread => "current_thread",
+                tokio::runtime::RuntimeFlavor::MultiThread => "multi_thread",
+                _ => "other",
+            };
+            (rt.metrics().num_workers(), flavor)
+        }
+        Err(_) => (0, "none"),
+    };
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "state": if proxy.is_ready() { "LIVE" } else { "DRAINING" },
+        "command_line_options": { "concurrency": concurrency },
+        "runtime": runtime,
+    })
 }
 
 /// Per-service counters: retries, ejections and pool overflows.

@@ -290,3 +290,42 @@ async fn an_upstream_that_always_dies_exhausts_retries_promptly() {
     assert_eq!(backend.heads(), 3);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// `--threads` sets the runtime the proxy serves on: one worker is a
+/// current-thread runtime, more a multi-thread one with that many workers,
+/// and none given means one per CPU. `/server_info` reads the runtime itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_threads_flag_sets_the_runtime() {
+    let backend = Backend::start("v1", Behavior::Ok).await;
+    let yaml = format!("{}{}", sidecar(), service("web", &[(&backend, "v1")]));
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (flag, workers, runtime) in [
+        (Some("1"), 1, "current_thread"),
+        (Some("3"), 3, "multi_thread"),
+        (
+            None,
+            cpus,
+            if cpus == 1 {
+                "current_thread"
+            } else {
+                "multi_thread"
+            },
+        ),
+    ] {
+        let proxy = match flag {
+            Some(n) => ProxyProc::start_with(&yaml, &["--threads", n]),
+            // No flag at all (the tests' own default is two).
+            None => ProxyProc::start_exactly(&yaml, &[]),
+        };
+        let info = proxy.admin_json("/server_info").await;
+        assert_eq!(
+            info["command_line_options"]["concurrency"], workers,
+            "{flag:?}"
+        );
+        assert_eq!(info["runtime"], runtime, "{flag:?}");
+        assert_eq!(info["state"], "LIVE");
+        // And it proxies on that runtime.
+        let (status, _, _) = Client::new().get(proxy.outbound(), "web", "/", &[]).await;
+        assert_eq!(status, 200, "{flag:?}");
+    }
+}

@@ -115,15 +115,28 @@ impl ProxyProc {
         Self::start_with(yaml, &[])
     }
 
+    /// As [`start`](Self::start), with `extra` arguments; two worker
+    /// threads unless `extra` sets `--threads`.
     pub fn start_with(yaml: &str, extra: &[&str]) -> ProxyProc {
+        if extra.contains(&"--threads") {
+            return Self::start_exactly(yaml, extra);
+        }
+        let mut args = vec!["--threads", "2"];
+        args.extend_from_slice(extra);
+        Self::start_exactly(yaml, &args)
+    }
+
+    /// Starts `mesh-proxy run` on `yaml` with an ephemeral admin port and
+    /// `args` alone (no default of the tests'), and waits until it is ready.
+    pub fn start_exactly(yaml: &str, args: &[&str]) -> ProxyProc {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mesh.yaml");
         std::fs::write(&path, yaml).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_mesh-proxy"))
             .args(["run", "-c"])
             .arg(&path)
-            .args(["--admin", "127.0.0.1:0", "--threads", "2"])
-            .args(extra)
+            .args(["--admin", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -687,6 +687,34 @@ impl<T> FramingGuard<T> {
                 Phase::Head(_) | Phase::Sized(_) | Phase::Chunked(_)
             )
     }
+
+    /// Stops reading the client and starts feeding hyper the refusal.
+    fn refuse(&mut self, reject: Reject) {
+        tracing::debug!(reason = reject.reason(), "request head refused");
+        self.phase = Phase::Refused(reject, 0);
+        self.start = 0;
+        self.end = 0;
+        self.ready = 0;
+    }
+
+    /// Makes room after `end` for more input: moves pending bytes to the front,
+    /// or grows the buffer (up to the head limit).
+    fn make_room(&mut self) {
+        if self.end < self.buf.len() {
+            return;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            return;
+        }
+        let cap = self.max_head.max(INITIAL_BUFFER);
+        let grown = (self.buf.len() * 2).clamp(INITIAL_BUFFER, cap);
+        if grown > self.buf.len() {
+            self.buf.resize(grown, 0);
+        }
+    }
 }
 
 /// What the pending bytes (all of them, from their start) come to in
@@ -737,36 +765,6 @@ fn judge(phase: &mut Phase, first: bool, max_head: usize, pending: &[u8]) -> Ste
         }
         Phase::Tunnel => Step::Release(pending.len(), None),
         Phase::Refused(..) | Phase::Broken(_) => Step::Release(0, None),
-    }
-}
-
-impl<T> FramingGuard<T> {
-    /// Stops reading the client and starts feeding hyper the refusal.
-    fn refuse(&mut self, reject: Reject) {
-        tracing::debug!(reason = reject.reason(), "request head refused");
-        self.phase = Phase::Refused(reject, 0);
-        self.start = 0;
-        self.end = 0;
-        self.ready = 0;
-    }
-
-    /// Makes room after `end` for more input: moves pending bytes to the front,
-    /// or grows the buffer (up to the head limit).
-    fn make_room(&mut self) {
-        if self.end < self.buf.len() {
-            return;
-        }
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            return;
-        }
-        let cap = self.max_head.max(INITIAL_BUFFER);
-        let grown = (self.buf.len() * 2).clamp(INITIAL_BUFFER, cap);
-        if grown > self.buf.len() {
-            self.buf.resize(grown, 0);
-        }
     }
 }
 

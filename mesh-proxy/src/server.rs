@@ -81,10 +81,10 @@ pub(crate) struct Limits {
 /// of the peer: its address, as `addrs` says, and, over mTLS, its identity)
 /// until `shutdown` turns true; then stops accepting and lets open
 /// connections finish the requests they have (hyper's graceful shutdown),
-/// returning when they are done. With `tls`, each connection first goes through the mTLS acceptor in
-/// its PeerAuthentication mode; a refused handshake (a plaintext client on a
-/// STRICT port, no certificate, a foreign CA) closes that connection and
-/// nothing else.
+/// returning when they are done. With `tls`, each connection first goes
+/// through the mTLS acceptor in its PeerAuthentication mode; a refused
+/// handshake (a plaintext client on a STRICT port, no certificate, a foreign
+/// CA) closes that connection and nothing else.
 pub(crate) async fn serve<S>(
     listener: TcpListener,
     tls: Option<MtlsAcceptor>,
@@ -245,7 +245,7 @@ where
             ext.insert(ClientAddr(addr));
         }
         if let Some(dst) = self.original_dst {
-            req.extensions_mut().insert(OriginalDst(dst));
+            ext.insert(OriginalDst(dst));
         }
         self.inner.call(req)
     }

@@ -21,23 +21,21 @@ pin_project! {
         inner: F,
         #[pin]
         sleep: Option<Sleep>,
-        // When the timeout started; `None`: no timeout applies (none
-        // configured, none from the caller). The deadline is computed when
-        // the timer is made, which an answer at hand never needs.
-        start: Option<Instant>,
-        // The effective timeout.
-        timeout: Duration,
+        // When the timeout started, and the effective timeout; `None`: no
+        // timeout applies (none configured, none from the caller). The
+        // deadline is computed when the timer is made, which an answer at
+        // hand never needs.
+        timing: Option<(Instant, Duration)>,
     }
 }
 
 impl<F> ResponseFuture<F> {
     #[inline]
-    pub(super) fn new(inner: F, start: Option<Instant>, timeout: Duration) -> Self {
+    pub(super) fn new(inner: F, timing: Option<(Instant, Duration)>) -> Self {
         ResponseFuture {
             inner,
             sleep: None,
-            start,
-            timeout,
+            timing,
         }
     }
 }
@@ -54,9 +52,12 @@ where
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map_err(Into::into));
         }
+        let Some((start, timeout)) = *this.timing else {
+            return Poll::Pending;
+        };
         if this.sleep.is_none() {
             // A timeout too long to add to the clock is no timeout.
-            match this.start.and_then(|s| s.checked_add(*this.timeout)) {
+            match start.checked_add(timeout) {
                 Some(at) => this.sleep.set(Some(sleep_until(at))),
                 None => return Poll::Pending,
             }
@@ -64,6 +65,6 @@ where
         if let Some(sleep) = this.sleep.as_pin_mut() {
             ready!(sleep.poll(cx));
         }
-        Poll::Ready(Err(MeshError::RequestTimeout(*this.timeout).into()))
+        Poll::Ready(Err(MeshError::RequestTimeout(timeout).into()))
     }
 }

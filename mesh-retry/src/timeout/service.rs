@@ -69,7 +69,7 @@ where
             req.headers(),
         );
         let Some(timeout) = timeout else {
-            return ResponseFuture::new(self.inner.call(req), None, Duration::ZERO);
+            return ResponseFuture::new(self.inner.call(req), None);
         };
         // The clock is read here, where the timeout starts; the deadline is
         // computed only for whoever needs it (the context, or a timer).
@@ -83,6 +83,6 @@ where
                 ctx.deadline = Some(AttemptDeadline(at));
             }
         }
-        ResponseFuture::new(self.inner.call(req), Some(start), timeout)
+        ResponseFuture::new(self.inner.call(req), Some((start, timeout)))
     }
 }
